@@ -1,0 +1,154 @@
+"""The physical limits: pgbench running the simplest claim+complete SQL a Postgres job
+queue can do, on the same server, so every engine figure can be read as a fraction of it;
+and the latency floor: a bare asyncpg listener that claims on NOTIFY, with no engine.
+
+The table has only what a claim needs (id, state, payload) and the one partial index the
+claim reads. One pgbench transaction = two statements, each its own commit, like a real
+worker: claim ``batch`` available rows (``FOR UPDATE SKIP LOCKED``), then mark exactly
+those rows completed. Jobs/s = rows completed / seconds. No Python, no handler, no
+per-job bookkeeping: what is left is Postgres's own cost per job.
+
+The latency floor (:func:`latency_floor`) is the enqueue->start path with nothing but
+asyncpg: the producer inserts one row and NOTIFYs in one statement; a listener process
+(``python -m bench.limit floor-worker URL``) wakes on the notification, claims with one
+UPDATE ... RETURNING and reports. On a 2-core machine most of it is process wake-ups.
+
+Example::
+
+    limit = run_limit(server, batch=32, clients=(1, 2, 4), seconds=10)
+    floor = await latency_floor(server, samples=300)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.server import BenchServer, pg_bin
+
+SETUP = """
+DROP TABLE IF EXISTS limit_jobs;
+CREATE TABLE limit_jobs (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    state   text  NOT NULL DEFAULT 'available',
+    payload jsonb NOT NULL DEFAULT '{{}}'
+);
+INSERT INTO limit_jobs (payload) SELECT jsonb_build_object('i', i) FROM generate_series(1, {rows}) AS i;
+CREATE INDEX limit_jobs_available ON limit_jobs (id) WHERE state = 'available';
+VACUUM ANALYZE limit_jobs;
+CHECKPOINT;
+"""
+
+SCRIPT = """
+WITH picked AS (
+    SELECT id FROM limit_jobs WHERE state = 'available' ORDER BY id LIMIT {batch} FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE limit_jobs AS j SET state = 'executing' FROM picked WHERE j.id = picked.id RETURNING j.id
+)
+SELECT coalesce(array_agg(id), '{{}}') AS ids FROM claimed \\gset
+UPDATE limit_jobs SET state = 'completed' WHERE id = ANY (:ids::bigint[]);
+"""
+
+
+def run_limit(server: BenchServer, *, batch: int = 32, clients: tuple[int, ...] = (1, 2, 4),
+              seconds: float = 5.0, rows: int = 1_000_000) -> dict[str, Any]:
+    """pgbench at each client count; the best is the limit. Rows are re-seeded per run:
+    enough that pgbench never runs dry (that would cap the rate), few enough that the table
+    and its new row versions stay in the default 128 MB of shared buffers (at 1.5M rows
+    the run turns into buffer eviction I/O and the "limit" drops to a fifth)."""
+    url = server.create_database("bench_limit")
+    runs = []
+    for count in clients:
+        server.psql(url, SETUP.format(rows=rows))
+        completed = _pgbench(url, batch, count, seconds)
+        if completed >= rows:
+            raise RuntimeError(f"pgbench claimed all {rows:,} rows: raise `rows` to measure the limit")
+        runs.append({"clients": count, "rate": completed / seconds})
+    best = max(runs, key=lambda r: r["rate"])
+    return {"rate": best["rate"], "clients": best["clients"], "batch": batch, "runs": runs}
+
+
+def _pgbench(url: str, batch: int, clients: int, seconds: float) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "claim_complete.sql"
+        script.write_text(SCRIPT.format(batch=batch))
+        result = subprocess.run(
+            [str(pg_bin("pgbench")), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
+             "-T", str(int(seconds)), "-f", str(script), url],
+            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {result.stderr.strip()[-2000:]}")
+    match = re.search(r"number of transactions actually processed: (\d+)", result.stdout)
+    if match is None:
+        raise RuntimeError(f"unexpected pgbench output: {result.stdout[-2000:]}")
+    completed = BenchServer.psql(url, "SELECT count(*) FROM limit_jobs WHERE state = 'completed'")
+    return int(completed.strip())
+
+
+FLOOR_SETUP = """
+DROP TABLE IF EXISTS floor_jobs;
+CREATE TABLE floor_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                         state text NOT NULL DEFAULT 'available', args jsonb NOT NULL);
+CREATE INDEX floor_jobs_available ON floor_jobs (id) WHERE state = 'available';
+"""
+FLOOR_INSERT = ("WITH i AS (INSERT INTO floor_jobs (args) VALUES ($1::jsonb) RETURNING 1) "
+                "SELECT pg_notify('floor', '') FROM i")
+FLOOR_CLAIM = """
+WITH p AS (SELECT id FROM floor_jobs WHERE state = 'available' ORDER BY id LIMIT 32 FOR UPDATE SKIP LOCKED)
+UPDATE floor_jobs AS j SET state = 'executing' FROM p WHERE j.id = p.id RETURNING j.args
+"""
+
+
+async def latency_floor(server: BenchServer, samples: int = 300, warmup: int = 20) -> dict[str, Any]:
+    """Enqueue->start percentiles (ms) of the bare asyncpg listener, sent like the latency workload."""
+    url = server.create_database("bench_floor")
+    conn = await asyncpg.connect(url)
+    await conn.execute(FLOOR_SETUP)
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.limit", "floor-worker", url,
+                                                  stdout=asyncio.subprocess.PIPE)
+    assert worker.stdout is not None
+    try:
+        await worker.stdout.readline()  # ready
+        latencies = []
+        for i in range(warmup + samples):
+            await asyncio.sleep(0.01)
+            await conn.execute(FLOOR_INSERT, json.dumps({"t": time.perf_counter()}))
+            line = await asyncio.wait_for(worker.stdout.readline(), 10)
+            if i >= warmup:
+                latencies.append(json.loads(line)["lat"] * 1000)
+    finally:
+        worker.kill()
+        await worker.wait()
+        await conn.close()
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+
+
+async def _floor_worker(url: str) -> None:
+    conn, listener = await asyncpg.connect(url), await asyncpg.connect(url)
+    wake = asyncio.Event()
+    await listener.add_listener("floor", lambda *_: wake.set())
+    print("ready", flush=True)
+    while True:
+        await wake.wait()
+        wake.clear()
+        rows = await conn.fetch(FLOOR_CLAIM)
+        now = time.perf_counter()
+        for row in rows:
+            print(json.dumps({"lat": now - json.loads(row["args"])["t"]}), flush=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["floor-worker"]:
+    import uvloop
+
+    uvloop.run(_floor_worker(sys.argv[2]))

@@ -1,0 +1,326 @@
+"""Configuration: ``config/jobengine.toml`` plus ``JOBENGINE_...`` environment overrides,
+validated once into a frozen object. Unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "JOBENGINE_"
+# Environment variables with the prefix that are not settings.
+ENV_NOT_SETTINGS = ("JOBENGINE_CONFIG", "JOBENGINE_TEST_")
+DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"7d"``, ``"250ms"``."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = DURATION_PATTERN.match(value)
+    if not match:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 30, '30s', '5m', '2h', '7d'")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """``"100/min"`` -> (100, 60.0): at most 100 jobs started per 60 s window."""
+    match = RATE_PATTERN.match(value)
+    if not match:
+        raise ValueError(f"invalid rate limit {value!r}: use e.g. '100/min', '10/s', '500/hour'")
+    return int(match.group(1)), float(RATE_UNITS[match.group(2)])
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Duration = float
+
+
+class QueueConfig(Section):
+    concurrency: int = Field(10, ge=1, le=10_000)
+    rate_limit: str | None = None
+    global_limit: int | None = Field(None, ge=1)
+    paused: bool = False
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+
+class SmtpConfig(Section):
+    host: str = "localhost"
+    port: int = 25
+    start_tls: bool | None = None
+    use_tls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    from_: str | None = Field(None, alias="from")
+    timeout: Duration = 30.0
+    validate_certs: bool = True
+    ca_file: str | None = None
+
+
+class SshConfig(Section):
+    known_hosts: str | None = None
+    client_keys: list[str] = []
+    username: str | None = None
+    connect_timeout: Duration = 10.0
+    keepalive: Duration = 60.0
+    idle_close: Duration = 300.0
+    # Default for an ssh job without its own ``timeout``; the remote command is killed then.
+    command_timeout: Duration = 600.0
+    # stdout and stderr kept in the result (each); the rest is read and dropped.
+    max_output_bytes: int = Field(default=65_536, ge=1)
+
+
+class HttpConfig(Section):
+    allow: list[str] = []
+    deny: list[str] = []
+    timeout: Duration = 30.0
+    max_body_bytes: int = 65_536
+    max_redirects: int = 5
+    user_agent: str = "jobengine"
+
+
+class DashboardConfig(Section):
+    enabled: bool = True
+    bind: str = "127.0.0.1:8080"
+    token: str | None = None
+    readonly_token: str | None = None
+    # How often open dashboard pages refresh their live parts (seconds).
+    refresh_interval: Duration = Field(2.0, gt=0)
+    # A login session lasts this long (seconds); changing a token ends its sessions.
+    session_ttl: Duration = Field(12 * 3600.0, gt=0)
+    # Counts per queue and state are exact up to this, then estimated (shown with ~).
+    count_cap: int = Field(10_000, ge=100)
+
+
+class LoggingConfig(Section):
+    format: Literal["json", "console"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RetentionConfig(Section):
+    completed: Duration = 7 * 86400.0
+    cancelled: Duration = 7 * 86400.0
+    discarded: Duration = 30 * 86400.0
+    interval: Duration = 60.0
+    batch_size: int = Field(5_000, ge=1)
+
+
+class LifelineConfig(Section):
+    heartbeat_interval: Duration = 5.0
+    rescue_after: Duration = 30.0
+    max_rescues: int = Field(3, ge=1)
+
+
+class CronEntryConfig(Section):
+    name: str
+    schedule: str
+    timezone: str = "UTC"
+    job: dict[str, Any]
+    enabled: bool = True
+    overlap: Literal["allow", "skip"] = "allow"
+    catch_up: Duration = 0.0
+
+
+class Config(Section):
+    """The whole configuration. Build it with :func:`load_config`.
+
+    Example::
+
+        config = load_config("config/jobengine.toml", env={"JOBENGINE_QUEUES__DEFAULT__CONCURRENCY": "20"})
+        config.queues["default"].concurrency  # 20
+    """
+
+    database_url: str | None = None
+    schema_name: str = Field("jobengine", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    node_name: str | None = None
+    modules: list[str] = []
+    secrets: list[str] = []
+    queues: dict[str, QueueConfig] = {}
+    poll_interval: Duration = 1.0
+    shutdown_grace: Duration = 15.0
+    query_timeout: Duration = 10.0
+    pool_size: int = Field(10, ge=2)
+    embedded_data_dir: str = ".jobengine/pgdata"
+    failure_notification: dict[str, Any] | None = None
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    ssh: SshConfig = Field(default_factory=SshConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    lifeline: LifelineConfig = Field(default_factory=LifelineConfig)
+    cron: list[CronEntryConfig] = []
+    # Where the config file lives; templates are read from ``base_dir / "templates"``.
+    base_dir: Path = Path(".")
+
+    @field_validator(
+        "poll_interval", "shutdown_grace", "query_timeout", mode="before"
+    )
+    @classmethod
+    def _durations(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _unique_cron_names(self) -> Config:
+        names = [entry.name for entry in self.cron]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"cron entry names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.base_dir / "templates"
+
+
+def _duration_fields_before(data: Any, section: type[BaseModel]) -> Any:
+    if not isinstance(data, dict):
+        return data
+    converted = dict(data)
+    for name, info in section.model_fields.items():
+        key = info.alias or name
+        if info.annotation is Duration and isinstance(converted.get(key), str):
+            converted[key] = parse_duration(converted[key])
+    return converted
+
+
+def _coerce_durations(raw: dict[str, Any]) -> dict[str, Any]:
+    sections: dict[str, type[BaseModel]] = {
+        "smtp": SmtpConfig, "ssh": SshConfig, "http": HttpConfig,
+        "retention": RetentionConfig, "lifeline": LifelineConfig, "dashboard": DashboardConfig,
+    }
+    result = dict(raw)
+    for key, section in sections.items():
+        if key in result:
+            result[key] = _duration_fields_before(result[key], section)
+    if isinstance(result.get("cron"), list):
+        result["cron"] = [_duration_fields_before(entry, CronEntryConfig) for entry in result["cron"]]
+    return result
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Nested settings from ``JOBENGINE_A__B=value`` variables (``__`` separates levels).
+
+    Values are read as JSON when they parse (numbers, booleans, lists), else as strings.
+    """
+    overrides: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_SETTINGS):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[path[-1]] = _env_value(value, _is_text_setting(path))
+    return overrides
+
+
+def _is_text_setting(path: list[str]) -> bool:
+    """True when the setting at ``path`` takes text, so ``123456`` or ``null`` stay text."""
+    model: Any = Config
+    for part in path:
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        info = fields.get(part)
+        if info is None:
+            return False  # a queue name, or an unknown key that validation will name
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return annotation in (str, str | None)
+    return False
+
+
+def _env_value(value: str, text: bool) -> Any:
+    if text:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, merge and validate the configuration.
+
+    ``path`` None means ``$JOBENGINE_CONFIG``, else ``config/jobengine.toml`` if it
+    exists, else defaults only. ``env`` defaults to ``os.environ``.
+    Raises :class:`ConfigError` naming the bad key.
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or "JOBENGINE_CONFIG" in env
+    file = Path(path if path is not None else env.get("JOBENGINE_CONFIG", "config/jobengine.toml"))
+    raw: dict[str, Any] = {}
+    if file.exists():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: invalid TOML: {exc}") from exc
+        raw["base_dir"] = file.resolve().parent
+    elif explicit:
+        raise ConfigError(f"config file {file} does not exist")
+    if "base_dir" in raw and not isinstance(raw["base_dir"], Path):
+        raise ConfigError(f"{file}: unknown key 'base_dir'")
+    raw = _merge(raw, env_overrides(env))
+    if "DATABASE_URL" in env and "database_url" not in raw:
+        raw["database_url"] = env["DATABASE_URL"]
+    if overrides:
+        raw = _merge(raw, overrides)
+    return build_config(raw, source=str(file))
+
+
+def build_config(settings: Mapping[str, Any], *, source: str = "settings") -> Config:
+    """Validate a settings mapping (as the TOML file would hold it) into a Config."""
+    try:
+        return Config.model_validate(_coerce_durations(dict(settings)))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            lines.append(f"'{key}': {error['msg']}")
+    return f"invalid configuration ({source}): " + "; ".join(lines)

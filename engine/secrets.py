@@ -1,0 +1,93 @@
+"""Secrets: values read from the environment by name, usable as ``{{NAME}}`` or
+``{{secrets.NAME}}``, and scrubbed (as ``***``) from anything that is stored or shown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "***"
+# Values shorter than this would redact ordinary words; they are still usable but
+# a config with them is refused (see Secrets.from_env).
+MIN_SECRET_LENGTH = 4
+
+
+class SecretValueInArgsError(ValueError):
+    """A job's data contains a secret's literal value instead of its placeholder."""
+
+
+class Secrets:
+    """The declared secrets and their values.
+
+    Example::
+
+        secrets = Secrets.from_env(["API_TOKEN"], {"API_TOKEN": "s3cr3t-value"})
+        secrets.redact({"auth": "Bearer s3cr3t-value"})   # {'auth': 'Bearer ***'}
+    """
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        # Longest first so a secret containing another is redacted whole.
+        self._needles = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
+
+    @classmethod
+    def from_env(cls, names: Iterable[str], env: Mapping[str, str] | None = None) -> Secrets:
+        """Read each named secret from ``env`` (default ``os.environ``); missing ones are
+        simply unavailable (a job using one fails naming it)."""
+        env = os.environ if env is None else env
+        values = {}
+        for name in names:
+            value = env.get(name)
+            if value is None:
+                continue
+            if len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters")
+            values[name] = value
+        return cls(values)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._values)
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name)
+
+    def redact_text(self, text: str) -> str:
+        for needle in self._needles:
+            if needle in text:
+                text = text.replace(needle, REDACTED)
+        return text
+
+    def redact(self, value: Any) -> Any:
+        """A copy of ``value`` (JSON-like) with every secret value replaced by ``***``."""
+        if not self._needles:
+            return value
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, dict):
+            return {self.redact(k): self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact(item) for item in value]
+        return value
+
+    def contains_secret(self, value: Any) -> str | None:
+        """The name of a secret whose value appears in ``value``, if any."""
+        if not self._needles:
+            return None
+        redacted = self.redact(value)
+        if redacted == value:
+            return None
+        text = repr(value)
+        for name, secret in self._values.items():
+            if secret and secret in text:
+                return name
+        return "?"
+
+    def check_not_present(self, value: Any, where: str) -> None:
+        """Refuse data that carries a secret's literal value (it would reach Postgres)."""
+        name = self.contains_secret(value)
+        if name is not None:
+            raise SecretValueInArgsError(
+                f"{where} contains the value of secret {name}; write {{{{{name}}}}} instead"
+            )

@@ -1,0 +1,200 @@
+"""The JSON API under ``/api/`` (described by ``/api/openapi.json``), ``/metrics`` and
+``/healthz``. Errors are ``{"error": message, "status": code}``; bad input is a 4xx, never
+a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from engine.metrics import CONTENT_TYPE, Gauge
+from engine.web import actions
+from engine.web import cron as cron_entries
+from engine.web.actions import BadRequest, JobFilter
+from engine.web.app import ENGINE, METRICS, SNAPSHOTS, principal_of
+from engine.web.openapi import openapi_document
+from engine.web.present import job_detail, job_summary
+from engine.web.snapshot import Overview
+
+
+async def _body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object body."""
+    text = await request.text()
+    if not text.strip():
+        if required:
+            raise BadRequest("request body: a JSON object is required")
+        return {}
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body: must be a JSON object")
+    return body
+
+
+def _job_id(request: web.Request) -> int:
+    raw = request.match_info["job_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"job id: must be a positive integer, not {raw[:40]!r}")
+    return int(raw)
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+async def list_jobs(request: web.Request) -> web.Response:
+    flt = JobFilter.parse(request.query)
+    jobs, more = await actions.list_jobs(request.app[ENGINE], flt)
+    secrets = request.app[ENGINE].secrets
+    rows = [job_summary(job, secrets) for job in jobs]
+    cursor = None
+    if more and rows:
+        cursor = {("after" if flt.ascending else "before"): rows[-1]["id"]}
+    return web.json_response({"jobs": rows, "next": cursor})
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    document = await _body(request)
+    kind = request.query.get("kind") or None
+    try:
+        job = await request.app[ENGINE].enqueue_document(document, kind=kind)
+    except ValueError as exc:  # DocumentError, EnqueueError, SecretValueInArgsError: the message names it
+        raise actions.Unprocessable(str(exc)[:2000]) from None
+    request.app[SNAPSHOTS].invalidate()
+    return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job, extra, children = await actions.get_job(request.app[ENGINE], _job_id(request))
+    return web.json_response({"job": job_detail(job, extra, children, request.app[ENGINE].secrets)})
+
+
+async def job_action(request: web.Request) -> web.Response:
+    action = request.match_info["action"]
+    if action not in actions.JOB_ACTIONS:
+        raise actions.NotFound(f"unknown job action {action!r}; use one of {', '.join(actions.JOB_ACTIONS)}")
+    job_id = _job_id(request)
+    job = await actions.job_action(request.app[ENGINE], principal_of(request), action, job_id)
+    request.app[SNAPSHOTS].invalidate()
+    if job is None:
+        return web.json_response({"deleted": job_id})
+    return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)})
+
+
+async def bulk(request: web.Request) -> web.Response:
+    body = await _body(request)
+    action = body.get("action")
+    if not isinstance(action, str):
+        raise BadRequest(f"action: required, one of {', '.join(actions.JOB_ACTIONS)}")
+    if ("ids" in body) == ("filter" in body):
+        raise BadRequest("give exactly one of 'ids' (a list of job ids) and 'filter' (an object)")
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0
+                                                for i in ids):
+            raise BadRequest("ids: must be a list of positive integers")
+        result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, ids=ids)
+    else:
+        if not isinstance(body["filter"], dict):
+            raise BadRequest("filter: must be an object like {\"state\": \"discarded\", \"queue\": \"mail\"}")
+        flt = JobFilter.parse({k: str(v) for k, v in body["filter"].items() if v is not None})
+        result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, flt=flt)
+    request.app[SNAPSHOTS].invalidate()
+    return web.json_response(result)
+
+
+# --- queues and stats ------------------------------------------------------------------------
+
+async def queues(request: web.Request) -> web.Response:
+    overview = await request.app[SNAPSHOTS].overview()
+    return web.json_response({"queues": [queue.as_dict() for queue in overview.queues]})
+
+
+async def queue_action(request: web.Request) -> web.Response:
+    name, action = request.match_info["name"], request.match_info["action"]
+    body = await _body(request, required=action == "scale")
+    await actions.queue_action(request.app[ENGINE], principal_of(request), name, action, body.get("concurrency"))
+    snapshots = request.app[SNAPSHOTS]
+    snapshots.invalidate()
+    overview = await snapshots.overview()
+    found = next((q.as_dict() for q in overview.queues if q.name == name), None)
+    return web.json_response({"queue": found or {"name": name}})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response((await request.app[SNAPSHOTS].overview()).as_dict())
+
+
+# --- cron ------------------------------------------------------------------------------------
+
+async def cron_list(request: web.Request) -> web.Response:
+    return web.json_response({"entries": await cron_entries.list_entries(request.app[ENGINE])})
+
+
+async def cron_action(request: web.Request) -> web.Response:
+    result = await cron_entries.cron_action(request.app[ENGINE], principal_of(request),
+                                            request.match_info["name"], request.match_info["action"])
+    return web.json_response(result)
+
+
+# --- documents, metrics, health ----------------------------------------------------------------
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def database_gauges(overview: Overview) -> list[Gauge]:
+    """Gauges that describe the whole cluster, read from Postgres."""
+    jobs = Gauge("jobengine_jobs", "Jobs per queue and state (exact up to dashboard.count_cap, then estimated).")
+    paused = Gauge("jobengine_queue_paused", "1 when the queue is paused.")
+    concurrency = Gauge("jobengine_queue_concurrency", "Per-node concurrency limit of the queue.")
+    oldest = Gauge("jobengine_queue_oldest_available_seconds", "How long the oldest due job has waited.")
+    for queue in overview.queues:
+        label = (("queue", queue.name),)
+        for state, count in queue.counts.items():
+            jobs.samples[(*label, ("state", state))] = count.value
+        paused.samples[label] = float(queue.paused)
+        if queue.concurrency is not None:
+            concurrency.samples[label] = queue.concurrency
+        oldest.samples[label] = queue.oldest_wait or 0.0
+    nodes = Gauge("jobengine_nodes", "Engine processes heartbeating.", {(): len(overview.nodes)})
+    return [jobs, paused, concurrency, oldest, nodes]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    up = await engine.queue.ping()
+    gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
+    if up:
+        gauges += database_gauges(await request.app[SNAPSHOTS].overview())
+    body = request.app[METRICS].render(gauges)
+    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when Postgres answers and the engine works (its tasks alive, heartbeats landing,
+    LISTEN connected or known unavailable), else 503; no job data (this route needs no token)."""
+    engine = request.app[ENGINE]
+    up = await engine.queue.ping()
+    health = engine.health()
+    healthy = up and bool(health["healthy"])
+    body = {**health, "status": "ok" if healthy else "unavailable", "database": up, "healthy": healthy}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/api/jobs", list_jobs)
+    app.router.add_post("/api/jobs", enqueue)
+    app.router.add_post("/api/jobs/bulk", bulk)
+    app.router.add_get("/api/jobs/{job_id}", get_job)
+    app.router.add_post("/api/jobs/{job_id}/{action}", job_action)
+    app.router.add_get("/api/queues", queues)
+    app.router.add_post("/api/queues/{name}/{action}", queue_action)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/cron", cron_list)
+    app.router.add_post("/api/cron/{name}/{action}", cron_action)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)

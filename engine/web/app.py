@@ -1,0 +1,231 @@
+"""The aiohttp application: security middleware, templates, static files, route tables.
+
+Example::
+
+    app = create_app(engine)           # a started Engine
+    # serve it with engine.web.serve(engine), or any aiohttp runner
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import jinja2
+import structlog
+from aiohttp import web
+
+from engine.config import DashboardConfig
+from engine.metrics import Metrics
+from engine.web import present
+from engine.web.actions import ActionError
+from engine.web.auth import CSRF_FIELD, Auth, AuthError, Principal, set_session_cookie
+from engine.web.snapshot import Snapshots
+
+log = structlog.get_logger("jobengine.web")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
+AUTH = web.AppKey("auth", Auth)
+SNAPSHOTS = web.AppKey("snapshots", Snapshots)
+METRICS = web.AppKey("metrics", Metrics)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+STATIC: web.AppKey[dict[str, tuple[bytes, str, str]]] = web.AppKey("static", dict)
+SETTINGS = web.AppKey("settings", DashboardConfig)
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal", object)  # type: ignore[arg-type]
+NONCE = web.RequestKey("nonce", str)
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+LOGIN_PATH = "/login"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+MAX_BODY = 2 * 1024 * 1024
+
+
+def wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path in ("/metrics", "/healthz")
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request[PRINCIPAL]
+    assert principal is not None
+    return principal
+
+
+# --- middleware ------------------------------------------------------------------------------
+
+@web.middleware
+async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as JSON (API) or pages (dashboard), never a stack trace; security headers on
+    every response."""
+    request[NONCE] = secrets.token_urlsafe(16)
+    try:
+        response = await handler(request)
+    except AuthError as exc:
+        response = error_response(request, exc.status, exc.message)
+    except ActionError as exc:
+        response = error_response(request, exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(request, exc.status, exc.reason)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("dashboard request: database unavailable", path=request.path, error=str(exc))
+        response = error_response(request, 503, f"database unavailable ({type(exc).__name__}); try again shortly")
+    except Exception:
+        log.exception("dashboard request failed", path=request.path, method=request.method)
+        response = error_response(request, 500, "internal error (logged on the server)")
+    _headers(request, response)
+    return response
+
+
+def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    nonce = request.get(NONCE, "")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; "
+        f"style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route but /healthz needs credentials; POSTs also pass the origin, CSRF and
+    role checks. /login is reachable to present credentials."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    auth = request.app[AUTH]
+    principal = auth.authenticate(request)
+    request[PRINCIPAL] = principal
+    if request.path == LOGIN_PATH:
+        if request.method == "POST":
+            auth.check_origin(request)
+        return await handler(request)
+    if principal is None:
+        raise AuthError(401, "authentication required: log in, or send Authorization: Bearer <token>")
+    new_cookie = None
+    if principal.via == "local" and request.method == "GET" and not wants_json(request):
+        # Local mode: give the browser a session so its forms carry a CSRF token.
+        new_cookie, principal = auth.new_session(principal.role)
+        request[PRINCIPAL] = principal
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        form = await request.post() if request.content_type in (
+            "application/x-www-form-urlencoded", "multipart/form-data") else {}
+        value = form.get(CSRF_FIELD)
+        auth.check_unsafe(request, principal, value if isinstance(value, str) else None)
+    response = await handler(request)
+    if new_cookie is not None:
+        set_session_cookie(response, request, new_cookie, request.app[SETTINGS].session_ttl)
+    return response
+
+
+# --- responses -------------------------------------------------------------------------------
+
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    # Messages can quote input (a bad document's field); never let one carry a secret out.
+    message = request.app[ENGINE].secrets.redact_text(message)
+    if wants_json(request):
+        response = web.json_response({"error": message, "status": status}, status=status)
+    elif status == 401:
+        response = render(request, "login.html", {"error": None, "next": safe_next(request.path_qs)}, status=401)
+    else:
+        response = render(request, "error.html", {"status": status, "message": message}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="jobengine"'
+    return response
+
+
+def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
+    """A template with what every page needs: principal, CSRF token, nonce, static URLs."""
+    app = request.app
+    principal = request.get(PRINCIPAL)
+    page = app[TEMPLATES].get_template(template).render(
+        request=request, principal=principal, csrf=getattr(principal, "csrf", None) or "",
+        nonce=request.get(NONCE, ""), refresh_ms=int(app[SETTINGS].refresh_interval * 1000),
+        static=lambda name: f"/static/{name}?v={app[STATIC][name][2]}", **context)
+    return web.Response(text=page, content_type="text/html", status=status)
+
+
+def safe_next(target: str | None) -> str:
+    """A same-site path to return to (never ``//evil`` or a scheme)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def url(path: str, params: dict[str, Any] | None = None) -> str:
+    query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+async def static_file(request: web.Request) -> web.Response:
+    name = request.match_info["filename"]
+    found = request.app[STATIC].get(name)
+    if found is None:
+        raise web.HTTPNotFound(reason=f"no static file {name}")
+    body, content_type, _ = found
+    return web.Response(body=body, content_type=content_type,
+                        headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _load_static() -> dict[str, tuple[bytes, str, str]]:
+    files = {}
+    for entry in resources.files("engine.web").joinpath("static").iterdir():
+        suffix = entry.name[entry.name.rfind("."):]
+        if suffix in STATIC_TYPES:
+            body = entry.read_bytes()
+            files[entry.name] = (body, STATIC_TYPES[suffix], hashlib.sha256(body).hexdigest()[:10])
+    return files
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("engine.web", "templates"),
+                             autoescape=jinja2.select_autoescape(["html"], default=True),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pretty=present.pretty, age=present.age, since=present.since,
+                       compact=lambda v: json.dumps(v, ensure_ascii=False, separators=(", ", ": "), default=str))
+    env.globals.update(url=url, groups=present.GROUPS, states=present.STATES, group_of=present.GROUP_OF)
+    return env
+
+
+# --- the application -------------------------------------------------------------------------
+
+def create_app(engine: Any, settings: DashboardConfig | None = None) -> web.Application:
+    """The dashboard, API, /metrics and /healthz for a started ``engine``.
+
+    Example::
+
+        app = create_app(engine, DashboardConfig(token="s3cret-operator-token"))
+    """
+    from engine.web import api, pages
+
+    settings = settings or engine.config.dashboard
+    app = web.Application(middlewares=[security, authenticate], client_max_size=MAX_BODY)
+    app[ENGINE] = engine
+    app[SETTINGS] = settings
+    app[AUTH] = Auth(settings)
+    app[SNAPSHOTS] = Snapshots(engine, ttl=min(settings.refresh_interval, 5.0), cap=settings.count_cap)
+    app[METRICS] = Metrics()
+    app[TEMPLATES] = _templates()
+    app[STATIC] = _load_static()
+    app.router.add_get("/static/{filename}", static_file)
+    pages.add_routes(app)
+    api.add_routes(app)
+    detach = app[METRICS].attach(engine.events)
+
+    async def _detach(_app: web.Application) -> None:
+        detach()
+
+    app.on_cleanup.append(_detach)
+    return app

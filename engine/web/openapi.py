@@ -1,0 +1,215 @@
+"""The OpenAPI 3.1 document served at ``/api/openapi.json``. The API tests call every
+operation listed here and validate each answer against the schema documented for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.present import GROUPS, STATES
+
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad input", 401: "No or wrong credentials", 403: "Forbidden: read-only, cross-site or CSRF",
+            404: "Not found", 409: "Not possible in the job's state", 422: "Invalid job document",
+            503: "Database unreachable"}
+    return {str(code): _json(_ref("Error"), text[code]) for code in (401, *codes)}
+
+
+def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+JOB_ID = _path_param("job_id", {"type": "integer", "minimum": 1}, "Job id")
+TEXT = {"type": "string", "maxLength": 200}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "status"],
+              "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
+    "Job": {
+        "type": "object",
+        "required": ["id", "state", "group", "queue", "kind", "attempt", "max_attempts", "priority", "tags", "args"],
+        "properties": {
+            "id": {"type": "integer"}, "state": {"enum": list(STATES)}, "group": {"enum": list(GROUPS)},
+            "queue": {"type": "string"}, "kind": {"type": "string"}, "attempt": {"type": "integer"},
+            "max_attempts": {"type": "integer"}, "priority": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "args": {"description": "Stored args (placeholders unrendered; secrets shown as ***)"},
+            "error": {"type": ["string", "null"], "description": "The last attempt's error"},
+            "scheduled_at": NULLABLE_TIME, "inserted_at": NULLABLE_TIME, "attempted_at": NULLABLE_TIME,
+            "completed_at": NULLABLE_TIME,
+        },
+    },
+    "JobDetail": {"allOf": [_ref("Job"), {
+        "type": "object",
+        "required": ["document", "errors", "children", "timeline"],
+        "properties": {
+            "document": {"type": "object", "description": "The job as a job document (SPEC §4)"},
+            "meta": {"type": "object"}, "result": {}, "attempted_by": {"type": ["string", "null"]},
+            "errors": {"type": "array", "items": {"type": "object", "properties": {
+                "attempt": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"},
+                "error": {"type": "string"}, "traceback": {"type": "string"}}}},
+            "timeout": {"type": ["number", "null"]}, "rescued": {"type": "integer"},
+            "cancelled_at": NULLABLE_TIME, "discarded_at": NULLABLE_TIME,
+            "parent_id": {"type": ["integer", "null"]},
+            "children": {"type": "array", "items": {"type": "object", "required": ["id", "kind", "queue", "state"]}},
+            "timeline": {"type": "array", "items": {"type": "object", "required": ["at", "event", "detail"]}},
+        }}]},
+    "JobPage": {"type": "object", "required": ["jobs", "next"], "properties": {
+        "jobs": {"type": "array", "items": _ref("Job")},
+        "next": {"type": ["object", "null"], "description": "Query parameters of the next page, or null",
+                 "additionalProperties": {"type": "integer"}}}},
+    "JobDocument": {"type": "object", "required": [], "description": (
+        "A job document: {\"jobType\": \"http\", \"data\": {...}, \"queue\", \"priority\", \"delay\" (ms), "
+        "\"attempts\", \"timeout\" (ms), \"tags\", \"vars\", \"unique\", \"onSuccess\", \"onFailure\", "
+        "\"condition\", \"failureNotification\"}")},
+    "BulkRequest": {"type": "object", "required": ["action"], "properties": {
+        "action": {"enum": list(JOB_ACTIONS)},
+        "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_BULK_IDS},
+        "filter": {"type": "object", "description": "state, queue, kind, tag, q (as GET /api/jobs)"}}},
+    "BulkResult": {"type": "object", "required": ["action", "selected", "changed", "more"], "properties": {
+        "action": {"enum": list(JOB_ACTIONS)}, "selected": {"type": "integer"},
+        "changed": {"type": "array", "items": {"type": "integer"}}, "more": {"type": "boolean"}}},
+    "Queue": {"type": "object", "required": ["name", "paused", "counts", "groups", "exact"], "properties": {
+        "name": {"type": "string"}, "paused": {"type": "boolean"}, "concurrency": {"type": ["integer", "null"]},
+        "nodes": {"type": "integer"}, "configured": {"type": "boolean"},
+        "oldest_available_seconds": {"type": ["number", "null"]},
+        "counts": {"type": "object", "required": list(STATES),
+                   "additionalProperties": {"type": "integer"}},
+        "exact": {"type": "boolean", "description": "false when some count is an estimate"},
+        "groups": {"type": "object", "required": list(GROUPS), "additionalProperties": {"type": "integer"}}}},
+    "Stats": {"type": "object", "required": ["taken_at", "queues", "groups", "throughput", "nodes"], "properties": {
+        "taken_at": {"type": "string", "format": "date-time"}, "queues": {"type": "array", "items": _ref("Queue")},
+        "groups": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "throughput": {"type": "array", "items": {"type": "object", "required": ["minute", "completed", "failed"]}},
+        "nodes": {"type": "array", "items": {"type": "object", "required": ["name", "queues", "heartbeat_at"]}}}},
+    "CronEntry": {"type": "object", "required": ["name", "schedule", "timezone", "enabled"], "properties": {
+        "name": {"type": "string"}, "schedule": {"type": "string"}, "timezone": {"type": "string"},
+        "enabled": {"type": "boolean"}, "next_run": NULLABLE_TIME, "next_run_local": NULLABLE_TIME,
+        "last_slot": NULLABLE_TIME, "last_job_id": {"type": ["integer", "null"]},
+        "last_job_state": {"type": ["string", "null"]}}},
+}
+
+LIST_PARAMS = [
+    _query("state", {"enum": list(STATES)}, "Only jobs in this state"),
+    _query("queue", TEXT, "Only this queue"), _query("kind", TEXT, "Only this kind"),
+    _query("tag", TEXT, "Only jobs with this tag"),
+    _query("q", TEXT, "Text in args (searches the newest 50,000 jobs matching the other filters)"),
+    _query("before", {"type": "integer", "minimum": 1}, "Cursor: jobs with a smaller id"),
+    _query("after", {"type": "integer", "minimum": 1}, "Cursor: jobs with a larger id"),
+    _query("order", {"enum": ["newest", "oldest"]}, "Sort by insertion time"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page size (default 50)"),
+]
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/api/jobs": {
+            "get": {"operationId": "listJobs", "summary": "List jobs, filtered and paged by id",
+                    "parameters": LIST_PARAMS,
+                    "responses": {"200": _json(_ref("JobPage"), "A page of jobs"), **_errors(400)}},
+            "post": {"operationId": "enqueueJob", "summary": "Enqueue a job document",
+                     "parameters": [_query("kind", TEXT, "Kind, when the body is a bare payload document")],
+                     "requestBody": _body(_ref("JobDocument")),
+                     "responses": {"201": _json({"type": "object", "required": ["job"],
+                                                 "properties": {"job": _ref("Job")}}, "The job"),
+                                   **_errors(400, 403, 422)}}},
+        "/api/jobs/bulk": {
+            "post": {"operationId": "bulkJobs", "summary": "Retry, cancel, delete or run many jobs",
+                     "requestBody": _body(_ref("BulkRequest")),
+                     "responses": {"200": _json(_ref("BulkResult"), "What changed"), **_errors(400, 403)}}},
+        "/api/jobs/{job_id}": {
+            "get": {"operationId": "getJob", "summary": "One job with attempts, chain and timeline",
+                    "parameters": [JOB_ID],
+                    "responses": {"200": _json({"type": "object", "required": ["job"],
+                                                "properties": {"job": _ref("JobDetail")}}, "The job"),
+                                  **_errors(400, 404)}}},
+        "/api/jobs/{job_id}/{action}": {
+            "post": {"operationId": "jobAction", "summary": "Retry, cancel, delete or run one job now",
+                     "parameters": [JOB_ID, _path_param("action", {"enum": list(JOB_ACTIONS)}, "The action")],
+                     "responses": {"200": _json({"type": "object", "properties": {
+                         "job": _ref("Job"), "deleted": {"type": "integer"}}}, "The job after the action"),
+                         **_errors(400, 403, 404, 409)}}},
+        "/api/queues": {
+            "get": {"operationId": "listQueues", "summary": "Queues with counts per state and controls",
+                    "responses": {"200": _json({"type": "object", "required": ["queues"], "properties": {
+                        "queues": {"type": "array", "items": _ref("Queue")}}}, "Queues"), **_errors()}}},
+        "/api/queues/{name}/{action}": {
+            "post": {"operationId": "queueAction", "summary": "Pause, resume or scale a queue on every node",
+                     "parameters": [_path_param("name", TEXT, "Queue name"),
+                                    _path_param("action", {"enum": ["pause", "resume", "scale"]}, "The action")],
+                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"concurrency": {"type": "integer", "minimum": 1,
+                                                                          "maximum": 10000}}}}}},
+                     "responses": {"200": _json({"type": "object", "required": ["queue"],
+                                                 "properties": {"queue": {"type": "object"}}}, "The queue"),
+                                   **_errors(400, 403, 404)}}},
+        "/api/stats": {
+            "get": {"operationId": "stats", "summary": "Overview: queues, state groups, throughput, nodes",
+                    "responses": {"200": _json(_ref("Stats"), "The overview"), **_errors()}}},
+        "/api/cron": {
+            "get": {"operationId": "listCron", "summary": "Cron entries with their next runs",
+                    "responses": {"200": _json({"type": "object", "required": ["entries"], "properties": {
+                        "entries": {"type": "array", "items": _ref("CronEntry")}}}, "Entries"), **_errors()}}},
+        "/api/cron/{name}/{action}": {
+            "post": {"operationId": "cronAction", "summary": "Enable, disable or run a cron entry now",
+                     "parameters": [_path_param("name", TEXT, "Entry name"),
+                                    _path_param("action", {"enum": list(CRON_ACTIONS)}, "The action")],
+                     "responses": {"200": _json({"type": "object", "required": ["name", "action"], "properties": {
+                         "name": {"type": "string"}, "action": {"enum": list(CRON_ACTIONS)},
+                         "job_id": {"type": "integer"}}}, "Done"), **_errors(400, 403, 404)}}},
+        "/api/openapi.json": {
+            "get": {"operationId": "openapi", "summary": "This document",
+                    "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),
+                                  **_errors()}}},
+        "/metrics": {
+            "get": {"operationId": "metrics", "summary": "Prometheus metrics (text format 0.0.4)",
+                    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {
+                        "type": "string"}}}}, **_errors()}}},
+        "/healthz": {
+            "get": {"operationId": "healthz",
+                    "summary": "Engine health: database reachable, tasks alive, heartbeats landing (no token needed)",
+                    "security": [],
+                    "responses": {"200": _json(HEALTH_SCHEMA, "Healthy"),
+                                  "503": _json(HEALTH_SCHEMA, "Database unreachable or engine unhealthy")}}},
+    }
+
+
+HEALTH_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["status", "database", "healthy"],
+    "properties": {"status": {"enum": ["ok", "unavailable"]}, "database": {"type": "boolean"},
+                   "healthy": {"type": "boolean"}, "listener": {"type": "string"},
+                   "heartbeat_age": {"type": ["number", "null"]}, "pending_acks": {"type": "integer"}},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document (a fresh dict each call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jobengine", "version": "1", "description": (
+            "Operate jobengine over HTTP. Authenticate with `Authorization: Bearer <token>` "
+            "(dashboard.token: operator; dashboard.readonly_token: read-only). State-changing "
+            "requests are POSTs; from a browser session they also need the X-CSRF-Token header.")},
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

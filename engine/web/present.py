@@ -1,0 +1,152 @@
+"""Jobs as the dashboard and the API show them: JSON-able dicts, secrets redacted.
+
+Everything that leaves the server passes :func:`job_summary` or :func:`job_detail`, both
+of which run the result through ``Secrets.redact``: stored args only hold placeholders, but
+results and errors could quote a secret a handler leaked, and redacting here is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.job import Job, JobState
+from engine.secrets import Secrets
+
+# Bull Board's grouping of the seven states, in display order.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "waiting": ("scheduled", "available", "retryable"),
+    "active": ("executing",),
+    "completed": ("completed",),
+    "failed": ("discarded", "cancelled"),
+}
+STATES: tuple[str, ...] = tuple(state for states in GROUPS.values() for state in states)
+GROUP_OF = {state: group for group, states in GROUPS.items() for state in states}
+assert set(STATES) == {s.value for s in JobState}
+
+# Job document fields kept in meta by the inserter (engine.inserter.Inserter._meta).
+_META_TO_DOCUMENT = {"vars": "vars", "on_success": "onSuccess", "on_failure": "onFailure",
+                     "condition": "condition", "failure_notification": "failureNotification",
+                     "backoff": "backoff", "depends_on": "dependsOn"}
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _last_error(job: Job) -> str | None:
+    for entry in reversed(job.errors):
+        if isinstance(entry, dict) and entry.get("error"):
+            return str(entry["error"])
+    return None
+
+
+def job_summary(job: Job, secrets: Secrets) -> dict[str, Any]:
+    """The fields a job list shows.
+
+    Example::
+
+        job_summary(job, secrets)["group"]    # 'failed' for a discarded job
+    """
+    data = {
+        "id": job.id, "state": job.state, "group": GROUP_OF.get(job.state, job.state), "queue": job.queue,
+        "kind": job.kind, "attempt": job.attempt, "max_attempts": job.max_attempts, "priority": job.priority,
+        "tags": job.tags, "args": job.args, "error": _last_error(job),
+        "scheduled_at": iso(job.scheduled_at), "inserted_at": iso(job.inserted_at),
+        "attempted_at": iso(job.attempted_at), "completed_at": iso(job.completed_at),
+    }
+    return secrets.redact(data)  # type: ignore[no-any-return]
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    """The job as a camelCase job document (SPEC §4), as it would be enqueued again."""
+    doc: dict[str, Any] = {"jobType": job.kind, "data": job.args, "queue": job.queue, "priority": job.priority,
+                           "attempts": job.max_attempts}
+    if job.timeout is not None:
+        doc["timeout"] = round(job.timeout * 1000)
+    if job.tags:
+        doc["tags"] = job.tags
+    for key, name in _META_TO_DOCUMENT.items():
+        if job.meta.get(key) is not None:
+            doc[name] = job.meta[key]
+    return doc
+
+
+def job_detail(job: Job, extra: dict[str, Any], children: list[dict[str, Any]], secrets: Secrets) -> dict[str, Any]:
+    """Everything the detail page shows: document, result, attempts, chain, timeline."""
+    data = job_summary(job, secrets)
+    data.update(
+        document=job_document(job), meta=job.meta, result=job.result, errors=job.errors,
+        attempted_by=job.attempted_by, timeout=job.timeout, rescued=extra.get("rescued", 0),
+        cancelled_at=iso(extra.get("cancelled_at")), discarded_at=iso(extra.get("discarded_at")),
+        parent_id=job.parent_id, children=children, timeline=timeline(job, extra),
+    )
+    return secrets.redact(data)  # type: ignore[no-any-return]
+
+
+def timeline(job: Job, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """What happened to the job, oldest first: ``[{at, event, detail}]``."""
+    events: list[tuple[str, str, str]] = []
+    if job.inserted_at:
+        events.append((job.inserted_at.isoformat(), "inserted", f"into {job.queue}"))
+    if job.scheduled_at and job.inserted_at and job.scheduled_at > job.inserted_at:
+        events.append((job.scheduled_at.isoformat(), "due", "scheduled time"))
+    for entry in job.errors:
+        if isinstance(entry, dict):
+            detail = f"attempt {entry.get('attempt', '?')}: {entry.get('error', '')}"
+            events.append((str(entry.get("at", "")), str(entry.get("kind", "error")), detail))
+    if job.attempted_at:
+        events.append((job.attempted_at.isoformat(), "attempt started", f"attempt {job.attempt}"
+                       + (f" on {job.attempted_by}" if job.attempted_by else "")))
+    for name, at in (("completed", job.completed_at), ("cancelled", extra.get("cancelled_at")),
+                     ("discarded", extra.get("discarded_at"))):
+        if at is not None:
+            events.append((at.isoformat(), name, ""))
+    return [{"at": at, "event": event, "detail": detail} for at, event, detail in sorted(events, key=_sort_key)]
+
+
+def _sort_key(event: tuple[str, str, str]) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(event[0])
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def pretty(value: Any) -> str:
+    """JSON for a <pre> block (plain text: the template escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+
+
+def age(seconds: float | None) -> str:
+    """``95`` -> ``'1m 35s'``; None -> ``'-'``."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def since(value: str | datetime | None, now: datetime | None = None) -> str:
+    """A timestamp as '3m 5s ago' / 'in 10s'."""
+    if value is None:
+        return "-"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    delta = ((now or datetime.now(UTC)) - when).total_seconds()
+    return f"{age(delta)} ago" if delta >= 0 else f"in {age(-delta)}"
+
+
+def count_text(count: int, exact: bool) -> str:
+    """``(1234, True)`` -> ``'1,234'``; an estimate -> ``'~1.2M'``."""
+    if exact:
+        return f"{count:,}"
+    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
+        if count >= size:
+            return f"~{count / size:.1f}{suffix}"
+    return f"~{count}"

@@ -1,0 +1,158 @@
+"""The overview every page, the API and /metrics share: queues with counts per state,
+controls, oldest wait and throughput. Built at most once per refresh interval however many
+browsers poll, so N open dashboards cost Postgres what one does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from engine.web.present import GROUPS, STATES, count_text
+
+THROUGHPUT_MINUTES = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A job count; ``exact`` False means the planner's estimate (above the count cap)."""
+
+    value: int
+    exact: bool = True
+
+    def __str__(self) -> str:
+        return count_text(self.value, self.exact)
+
+    def __add__(self, other: Count) -> Count:
+        return Count(self.value + other.value, self.exact and other.exact)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.value, "exact": self.exact}
+
+
+@dataclass(slots=True)
+class QueueView:
+    """One queue as the overview shows it."""
+
+    name: str
+    counts: dict[str, Count]
+    paused: bool
+    concurrency: int | None
+    configured: bool
+    nodes: int
+    oldest_wait: float | None
+
+    def group(self, name: str) -> Count:
+        total = Count(0)
+        for state in GROUPS[name]:
+            total += self.counts[state]
+        return total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "paused": self.paused, "concurrency": self.concurrency, "nodes": self.nodes,
+            "configured": self.configured, "oldest_available_seconds": self.oldest_wait,
+            "counts": {state: count.value for state, count in self.counts.items()},
+            "exact": all(count.exact for count in self.counts.values()),
+            "groups": {group: self.group(group).value for group in GROUPS},
+        }
+
+
+@dataclass(slots=True)
+class Overview:
+    queues: list[QueueView]
+    throughput: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+    taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def group(self, name: str) -> Count:
+        total = Count(0)
+        for queue in self.queues:
+            total += queue.group(name)
+        return total
+
+    @property
+    def peak(self) -> int:
+        return max([1, *(point["completed"] + point["failed"] for point in self.throughput)])
+
+    def per_minute(self, key: str, minutes: int = 5) -> float:
+        """Average per minute over the last ``minutes`` full minutes."""
+        recent = self.throughput[-minutes - 1:-1]
+        return sum(point[key] for point in recent) / max(1, len(recent))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "taken_at": self.taken_at.isoformat(), "queues": [q.as_dict() for q in self.queues],
+            "groups": {group: self.group(group).value for group in GROUPS},
+            "throughput": [{**p, "minute": p["minute"].isoformat()} for p in self.throughput],
+            "nodes": [{"name": n["name"], "queues": list(n["queues"] or []),
+                       "heartbeat_at": n["heartbeat_at"].isoformat()} for n in self.nodes],
+        }
+
+
+class Snapshots:
+    """Caches the :class:`Overview` for ``ttl`` seconds.
+
+    Example::
+
+        snapshots = Snapshots(engine, ttl=2.0, cap=10_000)
+        overview = await snapshots.overview()
+    """
+
+    def __init__(self, engine: Any, *, ttl: float, cap: int) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.cap = cap
+        self._cached: tuple[float, Overview] | None = None
+        self._lock = anyio.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the cache (after an action, so the next page shows its effect)."""
+        self._cached = None
+
+    async def overview(self) -> Overview:
+        async with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] >= self.ttl:
+                self._cached = (time.monotonic(), await self._build())
+            return self._cached[1]
+
+    async def _build(self) -> Overview:
+        queue = self.engine.queue
+        controls = await queue.queue_controls()
+        nodes = await queue.list_nodes()
+        configured = self.engine.config.queues
+        names = sorted(set(configured) | set(controls) | set(await queue.dashboard_queue_names())
+                       | {name for node in nodes for name in (node["queues"] or [])})
+        counts = await queue.dashboard_counts(names, self.cap)
+        oldest = await queue.dashboard_oldest_available(names)
+        views = []
+        for name in names:
+            control = controls.get(name, {})
+            settings = configured.get(name)
+            views.append(QueueView(
+                name=name,
+                counts={state: Count(*counts.get(name, {}).get(state, (0, True))) for state in STATES},
+                paused=bool(control.get("paused", settings.paused if settings else False)),
+                concurrency=control.get("concurrency") or (settings.concurrency if settings else None),
+                configured=settings is not None,
+                nodes=sum(1 for node in nodes if name in (node["queues"] or [])),
+                oldest_wait=oldest.get(name)))
+        throughput = _fill_minutes(await queue.dashboard_throughput(THROUGHPUT_MINUTES))
+        return Overview(views, throughput, nodes)
+
+
+def _fill_minutes(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per minute of the window, zeros where nothing finished."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    by_minute = {p["minute"]: p for p in points}
+    filled = []
+    for offset in range(THROUGHPUT_MINUTES - 1, -1, -1):
+        minute = now - timedelta(minutes=offset)
+        point = by_minute.get(minute, {})
+        filled.append({"minute": minute, "completed": int(point.get("completed", 0)),
+                       "failed": int(point.get("failed", 0))})
+    return filled

@@ -1,0 +1,251 @@
+"""The ``mail`` handler: render a template (or plain bodies) and send it over SMTP.
+
+Example payload (the seed's)::
+
+    {"to": "user@example.com", "subject": "게임 업데이트 알림", "template": "game-update",
+     "data": {"playerName": "홍길동", "updateVersion": "1.2.0", "newFeatures": ["새로운 던전"]}}
+
+``template`` names ``NAME.txt`` and/or ``NAME.html`` in the templates directory beside the
+config file; both are rendered with jinja2 (HTML autoescaped, a missing variable is an error).
+Settings come from ``[smtp]``; the password is read from the environment variable named by
+``password_env`` at send time and never logged. The Message-ID derives from the job id, so
+a retried send carries the same id and receivers can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import os
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from typing import Annotated, Any
+
+import aiosmtplib
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from engine.config import Config, SmtpConfig
+from engine.context import HandlerContext
+from engine.job import Job
+from engine.outcomes import PermanentError
+from handlers import ArgsModel, Templated, validate_rendered
+
+ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class MailDeliveryError(Exception):
+    """A temporary SMTP failure (4xx reply, connection or timeout): the job is retried."""
+
+
+def _no_line_breaks(value: str) -> str:
+    # A CR or LF in a header value would start a new header (e.g. a hidden Bcc).
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain line breaks (CR/LF)")
+    return value
+
+
+def _mailbox(value: str) -> str:
+    _no_line_breaks(value)
+    name, addr = parseaddr(value)
+    if not ADDRESS.match(addr):
+        raise ValueError(f"{value[:80]!r} is not an email address")
+    return formataddr((name, addr))
+
+
+def _mailbox_list(value: Any) -> Any:
+    """``"a@x, b@y"`` or ``["a@x", ...]`` -> one entry per address."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return items
+    result: list[Any] = []
+    for item in items:
+        if isinstance(item, str) and "," in item and "{{" not in item:
+            _no_line_breaks(item)
+            result.extend(formataddr(pair) for pair in getaddresses([item]))
+        else:
+            result.append(item)
+    return result
+
+
+def _template_name(value: str) -> str:
+    if not TEMPLATE_NAME.match(value):
+        raise ValueError(f"{value[:80]!r} is not a template name (letters, digits, _ . -; no paths)")
+    return value
+
+
+HeaderText = Annotated[str, AfterValidator(_no_line_breaks)]
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
+Mailboxes = Annotated[list[Templated[Mailbox]], BeforeValidator(_mailbox_list)]
+TemplateName = Annotated[str, AfterValidator(_template_name)]
+
+
+class MailArgs(ArgsModel):
+    """Payload of a ``mail`` job. ``to``/``cc``/``bcc``/``replyTo``: an address or a list;
+    either ``template`` (+ ``data``) or ``text`` and/or ``html``.
+
+    Example::
+
+        MailArgs.model_validate({"to": "{{email}}", "subject": "hi", "template": "welcome",
+                                 "data": {"username": "{{username}}"}})
+    """
+
+    to: Templated[Mailboxes]
+    subject: HeaderText
+    template: Templated[TemplateName] | None = None
+    data: Templated[dict[str, Any]] = {}
+    text: str | None = None
+    html: str | None = None
+    cc: Templated[Mailboxes] = []
+    bcc: Templated[Mailboxes] = []
+    from_: Templated[Mailbox] | None = Field(None, alias="from")
+    reply_to: Templated[Mailboxes] = Field([], alias="replyTo")
+
+    @model_validator(mode="after")
+    def _recipient_and_body(self) -> MailArgs:
+        if isinstance(self.to, list) and not self.to:
+            raise ValueError("'to' needs at least one address")
+        if self.template is None and self.text is None and self.html is None:
+            raise ValueError("give a template, or a text and/or html body")
+        if self.template is not None and (self.text is not None or self.html is not None):
+            raise ValueError("give either a template or text/html bodies, not both")
+        return self
+
+
+@asynccontextmanager
+async def mail_templates(config: Config) -> AsyncIterator[jinja2.Environment]:
+    """One jinja2 environment per engine (it caches compiled templates)."""
+    yield SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(config.templates_dir),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm"), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
+    """Handler for kind ``mail``: returns ``{"messageId", "accepted", "refused"}``.
+
+    Example result::
+
+        {"messageId": "<jobengine.jobengine.42@example.com>", "accepted": ["user@example.com"], "refused": {}}
+    """
+    args = validate_rendered(MailArgs, job.args)
+    text, html = render_bodies(await ctx.resources.get(mail_templates), args)
+    sender = args.from_ or ctx.config.smtp.from_
+    if not sender:
+        raise PermanentError("mail has no sender: set [smtp].from in the config or 'from' in the job")
+    message = build_message(job, ctx.config, args, _mailbox(sender), text, html)
+    recipients = _unique(parseaddr(a)[1] for a in [*args.to, *args.cc, *args.bcc])
+    refused = await deliver(ctx.config.smtp, message, parseaddr(sender)[1], recipients)
+    accepted = [r for r in recipients if r not in refused]
+    ctx.logger.info("mail sent", job_id=job.id, accepted=len(accepted), refused=len(refused))
+    return {"messageId": message["Message-ID"], "accepted": accepted, "refused": refused}
+
+
+def render_bodies(env: jinja2.Environment, args: MailArgs) -> tuple[str | None, str | None]:
+    """The text and html bodies: the template's parts, or the payload's own."""
+    if args.template is None:
+        return args.text, args.html
+    text = _render_part(env, f"{args.template}.txt", args.data)
+    html = _render_part(env, f"{args.template}.html", args.data)
+    if text is None and html is None:
+        raise PermanentError(
+            f"mail template {args.template!r} not found: expected {args.template}.txt or "
+            f"{args.template}.html in the templates directory"
+        )
+    return text, html
+
+
+def _render_part(env: jinja2.Environment, name: str, data: dict[str, Any]) -> str | None:
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound:
+        return None
+    except jinja2.TemplateSyntaxError as exc:
+        raise PermanentError(f"mail template {name}: syntax error line {exc.lineno}: {exc.message}") from None
+    try:
+        return template.render(data)
+    except jinja2.UndefinedError as exc:
+        raise PermanentError(f"mail template {name}: {exc.message} (add it to the job's data)") from None
+    except jinja2.TemplateError as exc:
+        raise PermanentError(f"mail template {name}: {exc}") from None
+
+
+def build_message(
+    job: Job, config: Config, args: MailArgs, sender: str, text: str | None, html: str | None
+) -> EmailMessage:
+    """The MIME message; Bcc recipients go in the envelope only."""
+    headers = {"From": sender, "To": ", ".join(args.to), "Subject": args.subject}
+    if args.cc:
+        headers["Cc"] = ", ".join(args.cc)
+    if args.reply_to:
+        headers["Reply-To"] = ", ".join(args.reply_to)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "jobengine.invalid"
+    headers["Message-ID"] = f"<jobengine.{config.schema_name}.{job.id}@{domain}>"
+    headers["Date"] = formatdate(usegmt=True)
+    message = EmailMessage(policy=email.policy.SMTP)
+    for name, value in headers.items():
+        # Validation already refused these; checked again right where headers are made.
+        if "\r" in value or "\n" in value:
+            raise PermanentError(f"mail header {name} contains a line break; nothing was sent")
+        message[name] = value
+    if text is not None:
+        message.set_content(text)
+        if html is not None:
+            message.add_alternative(html, subtype="html")
+    else:
+        message.set_content(html or "", subtype="html")
+    return message
+
+
+async def deliver(
+    smtp: SmtpConfig, message: EmailMessage, sender: str, recipients: list[str]
+) -> dict[str, str]:
+    """Send over SMTP; returns the refused recipients (code and reply) when some were accepted."""
+    try:
+        refused, _reply = await aiosmtplib.send(
+            message,
+            sender=sender,
+            recipients=recipients,
+            hostname=smtp.host,
+            port=smtp.port,
+            username=smtp.username,
+            password=_password(smtp),
+            use_tls=smtp.use_tls,
+            start_tls=smtp.start_tls,
+            validate_certs=smtp.validate_certs,
+            cert_bundle=smtp.ca_file,
+            timeout=smtp.timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        replies = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        if all(500 <= r.code < 600 for r in exc.recipients):
+            raise PermanentError(f"every recipient was refused: {replies}") from None
+        raise MailDeliveryError(f"recipients temporarily refused: {replies}") from None
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise PermanentError(f"SMTP server {smtp.host} refused: {exc.code} {exc.message}") from None
+        raise MailDeliveryError(f"SMTP server {smtp.host} replied {exc.code} {exc.message}") from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise MailDeliveryError(f"SMTP delivery via {smtp.host}:{smtp.port} failed: {exc}") from None
+    return {addr: f"{code} {text}" for addr, (code, text) in refused.items()}
+
+
+def _password(smtp: SmtpConfig) -> str | None:
+    if smtp.username is None:
+        return None
+    if not smtp.password_env:
+        raise PermanentError("[smtp].username is set but [smtp].password_env is not")
+    password = os.environ.get(smtp.password_env)
+    if password is None:
+        raise PermanentError(f"SMTP password: environment variable {smtp.password_env} is not set")
+    return password
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))

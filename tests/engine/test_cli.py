@@ -1,0 +1,83 @@
+"""The jobengine CLI as users run it: a real subprocess against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_PRIORITY_EXAMPLE = """{
+  "priority": 10,  // 높은 우선순위
+  "delay": 5000,   // 5초 지연
+  "attempts": 3    // 최대 3회 재시도
+}"""
+
+
+@pytest.fixture
+def cli(pg_url: str, schema: str, tmp_path: Path):
+    config = tmp_path / "jobengine.toml"
+    config.write_text(f'database_url = "{pg_url}"\nschema = "{schema}"\nmodules = ["examples.demo"]\n'
+                      "[dashboard]\nenabled = false\n")
+
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "JOBENGINE_LOGGING__LEVEL": "warning"}
+        done = subprocess.run([sys.executable, "-m", "engine.cli", *args, "--config", str(config)],
+                              input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+        if check and done.returncode != 0:
+            raise AssertionError(f"jobengine {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    return run
+
+
+def test_help_teaches_with_examples() -> None:
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0
+    assert "jobengine enqueue --file job.json" in done.stdout
+    assert "JOBENGINE_DATABASE_URL" in done.stdout
+
+
+def test_migrate_enqueue_list_show_cancel_retry_and_stats(cli, tmp_path: Path) -> None:
+    assert "up to date" in cli("migrate").stdout or cli("migrate").returncode == 0
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({"jobType": "log", "data": {"level": "info", "message": "hi"}, "priority": 3}))
+    job = json.loads(cli("enqueue", "--file", str(job_file), "--json").stdout)
+    assert (job["kind"], job["priority"], job["state"]) == ("log", 3, "available")
+    second = json.loads(cli("enqueue", "log", "--args", '{"level": "warn", "message": "x"}', "--json").stdout)
+    listed = json.loads(cli("jobs", "--kind", "log", "--json").stdout)
+    assert [j["id"] for j in listed] == [second["id"], job["id"]]
+    assert json.loads(cli("show", str(job["id"]), "--json").stdout)["args"]["message"] == "hi"
+    assert "cancelled" in cli("cancel", str(job["id"])).stdout
+    assert "retried" in cli("retry", str(job["id"])).stdout
+    stats = json.loads(cli("stats", "--json").stdout)
+    assert stats == {"default": {"available": 2}}
+    assert "available" in cli("stats").stdout
+
+
+def test_enqueue_accepts_the_seed_options_example_with_comments(cli, tmp_path: Path) -> None:
+    options = tmp_path / "options.json"
+    options.write_text(SEED_PRIORITY_EXAMPLE)
+    job = json.loads(cli("enqueue", "demo.tick", "--file", str(options), "--json").stdout)
+    assert (job["priority"], job["max_attempts"], job["state"]) == (10, 3, "scheduled")
+
+
+def test_bad_input_gets_a_clear_error_and_exit_code(cli) -> None:
+    done = cli("enqueue", "nosuchkind", "--args", "{}", check=False)
+    assert done.returncode != 0
+    assert "no handler registered for kind 'nosuchkind'" in done.stderr
+    done = cli("retry", "999999", check=False)
+    assert done.returncode == 1 and "was not retried" in done.stdout
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[queues.default]\nconcurency = 3\n")
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "stats", "--config", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0
+    assert "unknown key 'queues.default.concurency'" in done.stderr

@@ -1,0 +1,89 @@
+"""The claim query stays on the small partial index jobs_fetch_idx, whatever the table holds:
+a plan that scans the table or a bigger index would make every claim cost grow with the
+number of finished jobs (bench/README.md, the "1M finished rows" workload)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from engine.queue import JobQueue
+
+
+@pytest_asyncio.fixture
+async def queue(pg_url: str, schema: str) -> AsyncIterator[JobQueue]:
+    job_queue = JobQueue(pg_url, schema=schema)
+    await job_queue.open()
+    await job_queue.migrate()
+    yield job_queue
+    await job_queue.close()
+
+
+async def _fill(conn: asyncpg.Connection, schema: str, *, available: int, finished: int) -> None:
+    await conn.execute(f"""
+        INSERT INTO "{schema}".jobs (queue, kind, args, state, completed_at)
+        SELECT 'default', 'k', jsonb_build_object('i', i),
+               CASE WHEN i <= $1::int THEN 'available' ELSE 'completed' END,
+               CASE WHEN i <= $1::int THEN NULL ELSE now() END
+        FROM generate_series(1, $1::int + $2::int) AS i""", available, finished)
+
+
+def _scans(node: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(node type, index name) of every scan on the jobs table in a JSON plan."""
+    found = []
+    if node.get("Relation Name") == "jobs" and node["Node Type"].endswith("Scan"):
+        found.append((node["Node Type"], node.get("Index Name")))
+    for child in node.get("Plans", []):
+        found.extend(_scans(child))
+    return found
+
+
+async def _picked_scans(conn: asyncpg.Connection, queue: JobQueue) -> list[tuple[str, str | None]]:
+    """How the claim query finds its rows (index scans of jobs_pkey are the UPDATE reaching
+    the picked rows). EXPLAIN ANALYZE really claims, so it runs in a transaction rolled back."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        raw = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + queue.statements.JOB_FETCH_AVAILABLE,
+                                  "default", 32, "node-1")
+    finally:
+        await transaction.rollback()
+    plan = json.loads(raw) if isinstance(raw, str) else raw
+    return [scan for scan in _scans(plan[0]["Plan"]) if scan[1] != "jobs_pkey"]
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_claim_reads_jobs_fetch_idx_with_many_finished_rows(queue: JobQueue, schema: str,
+                                                                  plan_cache_mode: str) -> None:
+    # A prepared statement switches to a generic plan (no parameter values) after a few
+    # runs; both plans must pick the partial index.
+    async with queue.pool.acquire() as conn:
+        await _fill(conn, schema, available=500, finished=50_000)
+        await conn.execute(f'ANALYZE "{schema}".jobs')
+        await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        try:
+            scans = await _picked_scans(conn, queue)
+        finally:
+            await conn.execute("RESET plan_cache_mode")
+    assert scans == [("Index Scan", "jobs_fetch_idx")]
+
+
+async def test_claim_reads_jobs_fetch_idx_before_any_analyze(queue: JobQueue, schema: str) -> None:
+    # A fresh table (no statistics yet) must not tempt the planner into a sequential scan.
+    async with queue.pool.acquire() as conn:
+        await _fill(conn, schema, available=2_000, finished=0)
+        scans = await _picked_scans(conn, queue)
+    assert scans == [("Index Scan", "jobs_fetch_idx")]
+
+
+async def test_claim_really_claims_through_the_index(queue: JobQueue, schema: str) -> None:
+    async with queue.pool.acquire() as conn:
+        await _fill(conn, schema, available=40, finished=1_000)
+    claimed = await queue.fetch("default", 32, "node-1")
+    assert [job.args["i"] for job in claimed] == list(range(1, 33))
+    assert {job.state for job in claimed} == {"executing"}

@@ -1,0 +1,189 @@
+"""The mail handler against a real aiosmtpd server (plain and STARTTLS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from engine.outcomes import PermanentError
+from handlers.mail import MailArgs, MailDeliveryError
+from tests.handlers.conftest import SmtpPeer
+
+GAME_UPDATE = {
+    "to": "user@example.com",
+    "subject": "게임 업데이트 알림",
+    "template": "game-update",
+    "data": {"playerName": "홍길동", "updateVersion": "1.2.0", "newFeatures": ["새로운 던전", "아이템 강화 시스템"]},
+}
+WELCOME = {
+    "to": "{{email}}",
+    "subject": "Gatrix에 오신 것을 환영합니다!",
+    "template": "welcome",
+    "data": {"username": "{{username}}", "loginUrl": "https://gatrix.example.com/login",
+             "supportEmail": "support@gatrix.com"},
+}
+MAINTENANCE = {
+    "to": "{{email}}",
+    "subject": "게임 서버 점검 안내",
+    "template": "maintenance-notice",
+    "data": {"maintenanceTime": "2024-01-15 02:00-06:00", "affectedServices": ["게임 서버", "채팅 서버"],
+             "estimatedDuration": "4시간"},
+}
+
+
+def smtp_settings(peer: SmtpPeer, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": peer.port, "start_tls": False, "from": "ops@gatrix.test", **extra}
+
+
+async def test_game_update_template_arrives_rendered_as_text_and_html(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    result = await harness.run("mail", GAME_UPDATE, job_id=42)
+
+    assert result["accepted"] == ["user@example.com"]
+    assert result["messageId"] == "<jobengine.jobengine.42@gatrix.test>"
+    (envelope,) = smtp_peer.messages
+    assert envelope.mail_from == "ops@gatrix.test" and envelope.rcpt_tos == ["user@example.com"]
+    message = smtp_peer.parsed()
+    assert message["Subject"] == "게임 업데이트 알림"
+    assert message["Message-ID"] == result["messageId"]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "홍길동님" in text and "1.2.0" in text and "- 새로운 던전\n- 아이템 강화 시스템" in text
+    assert "<li>아이템 강화 시스템</li>" in html
+
+
+async def test_seed_templates_render_with_placeholders_from_vars(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    await harness.run("mail", WELCOME, vars={"email": "new@player.test", "username": "<b>kim</b>"})
+    await harness.run("mail", MAINTENANCE, vars={"email": "all@player.test"})
+
+    welcome, maintenance = smtp_peer.parsed(0), smtp_peer.parsed(1)
+    assert welcome["To"] == "new@player.test"
+    assert "<b>kim</b>님" in welcome.get_body(("plain",)).get_content()
+    # autoescape: a user-supplied value cannot inject markup into the HTML part
+    assert "&lt;b&gt;kim&lt;/b&gt;" in welcome.get_body(("html",)).get_content()
+    assert "<li>채팅 서버</li>" in maintenance.get_body(("html",)).get_content()
+
+
+async def test_starttls_with_auth_password_from_environment(make_harness, smtp_tls_peer, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-pass-123")
+    settings = smtp_settings(smtp_tls_peer, start_tls=True, ca_file=smtp_tls_peer.ca_file,
+                             username="ops", password_env="TEST_SMTP_PASSWORD")
+    harness = make_harness(smtp=settings)
+    result = await harness.run("mail", GAME_UPDATE)
+
+    assert result["accepted"] == ["user@example.com"]
+    assert smtp_tls_peer.logins == [("ops", "smtp-pass-123")]
+    assert "smtp-pass-123" not in harness.log_buffer.getvalue()
+    assert smtp_tls_peer.parsed()["Subject"] == "게임 업데이트 알림"
+
+
+async def test_plain_send_to_a_starttls_only_server_is_refused_for_good(make_harness, smtp_tls_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_tls_peer))
+    with pytest.raises(PermanentError, match="530"):
+        await harness.run("mail", GAME_UPDATE)
+    assert smtp_tls_peer.messages == []
+
+
+def test_header_injection_in_a_literal_subject_is_refused_at_enqueue() -> None:
+    with pytest.raises(ValidationError, match="subject"):
+        MailArgs.model_validate({"to": "a@x.test", "subject": "hi\r\nBcc: evil@x", "text": "t"})
+
+
+@pytest.mark.parametrize("field,value", [
+    ("subject", "hi\r\nBcc: evil@x"),
+    ("to", "victim@x.test\r\nBcc: evil@x"),
+    ("from", "ops@x.test\nBcc: evil@x"),
+    ("cc", "a@x.test\rBcc: evil@x"),
+])
+async def test_header_injection_through_a_placeholder_delivers_nothing(
+    make_harness, smtp_peer, field: str, value: str
+) -> None:
+    args: dict[str, Any] = {"to": "victim@x.test", "subject": "hello", "text": "body", field: "{{v}}"}
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    with pytest.raises(PermanentError, match=f"{field}.*line break"):
+        await harness.run("mail", args, vars={"v": value})
+    assert smtp_peer.messages == []
+
+
+async def test_the_handler_itself_refuses_a_line_break_in_a_header(make_harness, smtp_peer) -> None:
+    # Even args that skipped validation (model_construct) never reach the server.
+    from engine.job import Job
+    from handlers.mail import build_message
+
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    args = MailArgs.model_construct(to=["a@x.test"], subject="hi\r\nBcc: evil@x", cc=[], bcc=[], reply_to=[])
+    with pytest.raises(PermanentError, match="Subject"):
+        build_message(Job(id=1, queue="default", kind="mail", args=args), harness.config, args,
+                      "ops@x.test", "text", None)
+
+
+async def test_missing_template_variable_is_a_clear_permanent_error(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    args = {**GAME_UPDATE, "data": {"playerName": "홍길동"}}
+    with pytest.raises(PermanentError, match="updateVersion"):
+        await harness.run("mail", args)
+    assert smtp_peer.messages == []
+
+
+@pytest.mark.parametrize("name", ["../secrets", "/etc/passwd", "a/b", ".hidden"])
+def test_template_name_must_be_a_plain_name(name: str) -> None:
+    with pytest.raises(ValidationError, match="template"):
+        MailArgs.model_validate({"to": "a@x.test", "subject": "s", "template": name})
+
+
+async def test_unknown_template_fails_naming_it(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    with pytest.raises(PermanentError, match="no-such-template"):
+        await harness.run("mail", {**GAME_UPDATE, "template": "no-such-template"})
+
+
+async def test_plain_bodies_cc_bcc_and_reply_to(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    args = {"to": ["a@x.test", "Bee <b@x.test>"], "cc": "c@x.test", "bcc": ["hidden@x.test"],
+            "from": "Robot <robot@jobs.test>", "replyTo": "help@x.test", "subject": "plain", "text": "hello"}
+    result = await harness.run("mail", args)
+
+    assert result["accepted"] == ["a@x.test", "b@x.test", "c@x.test", "hidden@x.test"]
+    message = smtp_peer.parsed()
+    assert message["Bcc"] is None and "hidden" not in smtp_peer.messages[0].content.decode()
+    assert message["Cc"] == "c@x.test" and message["Reply-To"] == "help@x.test"
+    assert message["From"] == "Robot <robot@jobs.test>"
+    assert message.get_content() == "hello\n"
+    assert smtp_peer.messages[0].mail_from == "robot@jobs.test"
+
+
+async def test_refused_recipients(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    partial = await harness.run("mail", {"to": ["ok@x.test", "nobody@refused.test"], "subject": "s", "text": "t"})
+    assert partial["accepted"] == ["ok@x.test"] and partial["refused"]["nobody@refused.test"].startswith("550")
+
+    with pytest.raises(PermanentError, match="550"):
+        await harness.run("mail", {"to": "nobody@refused.test", "subject": "s", "text": "t"})
+    with pytest.raises(MailDeliveryError, match="450"):
+        await harness.run("mail", {"to": "later@busy.test", "subject": "s", "text": "t"})
+
+
+async def test_unreachable_server_is_retryable(make_harness, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        harness = make_harness(smtp={"host": "127.0.0.1", "port": port, "from": "ops@x.test", "timeout": 5})
+        with pytest.raises(MailDeliveryError, match="failed"):
+            await harness.run("mail", {"to": "a@x.test", "subject": "s", "text": "t"})
+
+
+def test_enqueue_accepts_the_seed_payloads_and_names_a_misspelled_field() -> None:
+    for payload in (GAME_UPDATE, WELCOME, MAINTENANCE):
+        MailArgs.model_validate(payload)
+    with pytest.raises(ValidationError, match="subjet"):
+        MailArgs.model_validate({"to": "a@x.test", "subjet": "s", "text": "t"})
+    with pytest.raises(ValidationError, match="at least one address"):
+        MailArgs.model_validate({"to": [], "subject": "s", "text": "t"})
+    with pytest.raises(ValidationError, match="not an email address"):
+        MailArgs.model_validate({"to": "not-an-address", "subject": "s", "text": "t"})

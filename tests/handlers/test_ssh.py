@@ -1,0 +1,185 @@
+"""The ssh handler against a real asyncssh server that runs commands with /bin/sh."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+from pydantic import ValidationError
+
+from engine.outcomes import PermanentError
+from engine.templating import UnsafeShellValueError
+from handlers.ssh import HostKeyChangedError, HostKeyUnknownError, SshArgs, SshCommandError, SshError, ssh_pool
+from tests.handlers.conftest import SshPeer
+from tests.support.waiting import wait_until
+
+
+def job(peer: SshPeer, command: str, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": peer.port, "username": "jobs", "command": command, **extra}
+
+
+def install_known_hosts(peer: SshPeer, ssh_dir: Path) -> None:
+    ssh_dir.mkdir(parents=True)
+    (ssh_dir / "known_hosts").write_text(Path(peer.known_hosts_file).read_text())
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+async def test_command_runs_and_returns_its_output(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    result = await harness.run("ssh", job(ssh_peer, "echo hello; echo warn >&2"))
+    assert result == {"exitCode": 0, "stdout": "hello\n", "stderr": "warn\n"}
+
+
+async def test_non_zero_exit_is_a_retryable_failure_with_code_and_stderr(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    with pytest.raises(SshCommandError, match="exited with status 3: disk full") as caught:
+        await harness.run("ssh", job(ssh_peer, "echo partial; echo disk full >&2; exit 3"))
+    assert not isinstance(caught.value, PermanentError)
+    assert (caught.value.exit_code, caught.value.stdout) == (3, "partial\n")
+
+
+async def test_seed_restart_example_with_placeholders(make_harness, ssh_peer, tmp_path: Path) -> None:
+    script = tmp_path / "restart-server.sh"
+    script.write_text('#!/bin/sh\necho "restarting [$1]"\n')
+    script.chmod(0o755)
+    args = {"host": "{{serverHost}}", "port": "{{sshPort}}", "username": "{{sshUser}}",
+            "command": "cd {{dir}} && ./restart-server.sh {{serverId}}", "timeout": 60000}
+    vars = {"serverHost": "127.0.0.1", "sshPort": ssh_peer.port, "sshUser": "jobs",
+            "dir": str(tmp_path), "serverId": "game 01; reboot"}
+    result = await make_harness(ssh=ssh_peer.settings()).run("ssh", args, vars=vars)
+    assert result["stdout"] == "restarting [game 01; reboot]\n"
+
+
+async def test_timeout_kills_the_remote_command(make_harness, ssh_peer, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    harness = make_harness(ssh=ssh_peer.settings())
+    command = "echo $$ > {{pidfile}}; exec sleep 30"
+    with pytest.raises(SshError, match=r"timed out after 0.5s"):
+        await harness.run("ssh", job(ssh_peer, command, timeout=500), vars={"pidfile": str(pidfile)})
+    pid = int(pidfile.read_text())
+    await wait_until(lambda: not process_alive(pid))
+
+
+INJECTIONS = [
+    "1; touch {marker}",
+    "$(touch {marker})",
+    "`touch {marker}`",
+    "'; touch {marker}; echo '",
+    '"; touch {marker}; echo "',
+    "| touch {marker}",
+    "&& touch {marker} &&",
+    "*",
+    "${{IFS}}touch${{IFS}}{marker}",
+    "~root",
+    "a  b c",
+    "#not a comment",
+]
+
+
+@pytest.mark.parametrize("template", INJECTIONS)
+async def test_injected_values_arrive_as_one_literal_argument(make_harness, ssh_peer, marker, template) -> None:
+    value = template.format(marker=marker)
+    harness = make_harness(ssh=ssh_peer.settings())
+    result = await harness.run("ssh", job(ssh_peer, "printf '%s\\n' {{v}} > /dev/null; printf '[%s]\\n' {{v}}"),
+                               vars={"v": value})
+    assert result["stdout"] == f"[{value}]\n"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["a\ntouch {marker}", "-n", "--output={marker}", "x\r", "tab\t", "nul\0"])
+async def test_unsafe_values_are_refused_before_connecting(make_harness, ssh_peer, marker, value) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    with pytest.raises(UnsafeShellValueError, match=r"\{\{v\}\}"):
+        await harness.run("ssh", job(ssh_peer, "touch {{v}}"), vars={"v": value.format(marker=marker)})
+    assert ssh_peer.connections == [] and not marker.exists()
+
+
+async def test_a_value_glued_to_an_option_may_start_with_a_dash(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(), secrets={"DB_PASS": "-p4ss 'word"})
+    result = await harness.run("ssh", job(ssh_peer, "printf '%s\\n' -p{{DB_PASS}}"))
+    assert result["stdout"] == "-p-p4ss 'word\n"
+
+
+async def test_unknown_host_key_is_permanent(make_harness, ssh_peer, tmp_path: Path) -> None:
+    other = tmp_path / "other_known_hosts"
+    other.write_text(f"[10.9.9.9]:22 {ssh_peer.host_key.export_public_key().decode()}")
+    harness = make_harness(ssh=ssh_peer.settings(known_hosts=str(other)))
+    with pytest.raises(HostKeyUnknownError, match=rf"host key for 127.0.0.1:{ssh_peer.port} is unknown"):
+        await harness.run("ssh", job(ssh_peer, "touch x"))
+
+
+async def test_changed_host_key_has_its_own_error(make_harness, ssh_peer, tmp_path: Path) -> None:
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    changed = tmp_path / "changed_known_hosts"
+    changed.write_text(f"[127.0.0.1]:{ssh_peer.port} {impostor}")
+    harness = make_harness(ssh=ssh_peer.settings(known_hosts=str(changed)))
+    with pytest.raises(HostKeyChangedError, match=rf"host key for 127.0.0.1:{ssh_peer.port} changed"):
+        await harness.run("ssh", job(ssh_peer, "echo hi"))
+
+
+async def test_without_known_hosts_setting_the_default_file_is_used(
+    make_harness, ssh_peer, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh/known_hosts: nothing is trusted
+    harness = make_harness(ssh={"client_keys": [ssh_peer.client_key_file]})
+    with pytest.raises(HostKeyUnknownError):
+        await harness.run("ssh", job(ssh_peer, "echo hi"))
+    install_known_hosts(ssh_peer, tmp_path / "home" / ".ssh")
+    assert (await harness.run("ssh", job(ssh_peer, "echo hi")))["stdout"] == "hi\n"
+
+
+async def test_wrong_client_key_is_permanent(make_harness, ssh_peer, tmp_path: Path) -> None:
+    stranger = tmp_path / "id_stranger"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+    harness = make_harness(ssh=ssh_peer.settings(client_keys=[str(stranger)]))
+    with pytest.raises(PermanentError, match="authentication as jobs"):
+        await harness.run("ssh", job(ssh_peer, "echo hi"))
+
+
+async def test_connection_refused_is_retryable(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    args = job(ssh_peer, "echo hi")
+    args["port"] = 1
+    with pytest.raises(SshError, match=r"connection to 127\.0\.0\.1:1 failed"):
+        await harness.run("ssh", args)
+
+
+async def test_one_pooled_connection_serves_many_jobs_and_closes_at_stop(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    results = await asyncio.gather(*(harness.run("ssh", job(ssh_peer, f"echo {i}")) for i in range(12)))
+    assert [r["stdout"] for r in results] == [f"{i}\n" for i in range(12)]
+    assert len(ssh_peer.connections) == 1
+    pool = await harness.resources.get(ssh_pool)
+    (entry,) = pool._entries.values()
+    await harness.resources.aclose()
+    assert entry.conn.is_closed()
+
+
+async def test_output_is_capped(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(max_output_bytes=1000))
+    result = await harness.run("ssh", job(ssh_peer, "head -c 300000 /dev/zero | tr '\\0' x"))
+    assert result["stdout"] == "x" * 1000
+
+
+def test_enqueue_accepts_seed_payloads_and_names_mistakes() -> None:
+    SshArgs.model_validate({"host": "game-server-01.example.com", "port": 22, "username": "admin",
+                            "command": "sudo systemctl restart game-server", "timeout": 30000})
+    SshArgs.model_validate({"host": "{{logServer}}", "username": "{{sshUser}}",
+                            "command": "find /var/log/game -name '*.log' -mtime +7 -delete", "timeout": 30000})
+    SshArgs.model_validate({"host": "{{dbServer}}", "username": "{{sshUser}}", "timeout": 300000,
+                            "command": "mysqldump -u {{dbUser}} -p{{dbPass}} {{dbName}} > "
+                                       "/backup/{{dbName}}_$(date +%Y%m%d).sql"})
+    with pytest.raises(ValidationError, match="comand"):
+        SshArgs.model_validate({"host": "h", "comand": "ls"})
+    with pytest.raises(ValidationError, match="host"):
+        SshArgs.model_validate({"host": "-oProxyCommand=evil", "command": "ls"})
