@@ -132,6 +132,9 @@ class Producer:
                 await self._take_freed_slot()
             free = self.limit - len(self.running)
             if free > 0 and not self.paused and self._more and time.monotonic() >= self._held_until:
+                # A notify from here on arrives while the claim is in flight and may concern a
+                # job the claim's snapshot missed: it must lead to one more look.
+                self._signalled = False
                 try:
                     claimed = await self._claim(free)
                     failures = 0
@@ -150,7 +153,7 @@ class Producer:
                 if self.paused and claimed:  # paused while the claim was in flight: hand them back
                     await self._hand_back(claimed)
                     continue
-                self._more = len(claimed) == free
+                self._more = len(claimed) == free or self._signalled
                 batch = [RunningJob(job) for job in claimed]
                 self.running.update((r.job.id, r) for r in batch)
                 if batch:

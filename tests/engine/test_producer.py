@@ -85,3 +85,28 @@ async def test_insert_wakes_an_idle_producer_without_polling(start_engine, recor
     job = await client.enqueue("scripted", {})
     done = await wait_for_job(engine, job.id, timeout=3)
     assert (done.attempted_at - done.inserted_at).total_seconds() < 1.0
+
+
+async def test_insert_notified_while_a_claim_is_in_flight_is_not_lost(start_engine, recorder: Recorder) -> None:
+    # The claim's snapshot cannot see a job inserted after it began; the insert's
+    # notification then lands mid-claim and must still lead to another look.
+    engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 2}},
+                                poll_interval=30)
+    await wait_until(lambda: engine.notifier.connected)
+    producer = engine.producers["default"]
+    real_fetch = engine.queue.fetch
+    late: list[int] = []
+
+    async def fetch_racing_an_insert(queue: str, limit: int, node: str):
+        claimed = await real_fetch(queue, limit, node)
+        if not late:
+            job = await engine.enqueue("scripted", {})
+            late.append(job.id)
+            await wait_until(lambda: producer._signalled, timeout=3)  # its notification arrived mid-claim
+        return claimed
+
+    engine.queue.fetch = fetch_racing_an_insert  # type: ignore[method-assign]
+    producer.notify()
+    await wait_until(lambda: bool(late), timeout=3)
+    done = await wait_for_job(engine, late[0], timeout=3)  # well before the 30 s poll
+    assert done.state == "completed"
