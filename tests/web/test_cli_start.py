@@ -54,8 +54,12 @@ async def test_start_serves_the_dashboard_on_loopback_without_a_token(pg_url, sc
         assert listening["url"].startswith("http://127.0.0.1:")
         assert _logged(first_log, "refusing to listen on 0.0.0.0")
         async with aiohttp.ClientSession() as http:
-            async with http.get(listening["url"] + "/healthz") as response:
-                assert response.status == 200
+
+            async def healthy() -> bool:  # the dashboard may listen before the listener has connected
+                async with http.get(listening["url"] + "/healthz") as response:
+                    return response.status == 200
+
+            await wait_until(healthy, timeout=10)
             async with http.get(listening["url"] + "/api/queues") as response:
                 assert response.status == 200 and (await response.json())["queues"][0]["name"] == "default"
         port = listening["url"].rsplit(":", 1)[1]
