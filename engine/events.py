@@ -49,6 +49,11 @@ class Events:
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens: emitters skip building events nobody reads."""
+        return bool(self._subscribers)
+
     def emit(self, event: JobEvent) -> None:
         for subscriber in list(self._subscribers):
             try:

@@ -65,14 +65,16 @@ class Executor:
     async def execute(self, job: Job) -> Ack:
         """Run one attempt of ``job`` and return the ack describing its outcome."""
         start = time.perf_counter()
-        self.events.emit(JobEvent("job.start", job.id, job.kind, job.queue, job.attempt,
-                                  queue_time=_queue_time(job)))
+        events = self.events.active  # a no-op job costs less than building its two events
+        if events:
+            self.events.emit(JobEvent("job.start", job.id, job.kind, job.queue, job.attempt,
+                                      queue_time=_queue_time(job)))
         outcome = await self.perform(job)
         ack = self.to_ack(job, outcome)
-        duration = time.perf_counter() - start
         error = ack.error.get("error") if ack.error else None
-        self.events.emit(JobEvent("job.stop", job.id, job.kind, job.queue, job.attempt,
-                                  state=ack.state, duration=duration, error=error))
+        if events:
+            self.events.emit(JobEvent("job.stop", job.id, job.kind, job.queue, job.attempt,
+                                      state=ack.state, duration=time.perf_counter() - start, error=error))
         if isinstance(outcome, Failed):
             self.log.warning("job failed", job_id=job.id, kind=job.kind, attempt=job.attempt,
                              next_state=ack.state, error=error)

@@ -22,10 +22,14 @@ class EnqueueError(ValueError):
     """A job was refused at enqueue; nothing was inserted. The message names the problem."""
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_json(value: Any, where: str) -> str:
     """Compact JSON for ``value``, refusing what Postgres jsonb cannot hold."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"{where} is not JSON: {exc}") from None
     if "\\u0000" in text:
@@ -66,17 +70,20 @@ class Inserter:
         if not isinstance(spec.args, dict):
             raise EnqueueError(f"args must be a JSON object, not {type(spec.args).__name__}")
         self._validate_args(spec, handler.args_model)
-        if len(encode_json(spec.args, "args")) > MAX_ARGS_BYTES:
+        args_json = encode_json(spec.args, "args")  # measured and checked here, sent as is
+        if len(args_json) > MAX_ARGS_BYTES:
             raise EnqueueError(f"args are larger than {MAX_ARGS_BYTES} bytes")
         meta = self._meta(spec)
-        encode_json(meta, "job options (vars, onSuccess, ...)")
+        if meta:
+            encode_json(meta, "job options (vars, onSuccess, ...)")
+            self.secrets.check_not_present(meta, "job options")
         self.secrets.check_not_present(spec.args, "args")
-        self.secrets.check_not_present(meta, "job options")
         queue = spec.queue or handler.queue
         row: dict[str, Any] = {
             "queue": queue,
             "kind": spec.kind,
             "args": spec.args,
+            "args_json": args_json,
             "meta": meta,
             "priority": _int("priority", spec.priority, handler.priority),
             "max_attempts": _positive("max_attempts", spec.max_attempts, handler.max_attempts),

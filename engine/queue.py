@@ -52,8 +52,33 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError)
 
 
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # one, not one per call
+
+
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _JSON_ENCODER.encode(value)
+
+
+def _insert_columns(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """JOB_INSERT_MANY's twelve column arrays. ``args_json`` is the inserter's encoding of
+    ``args`` (reused: it already had to measure it); empty meta and tags skip the encoder."""
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    (queue, kind, args, meta, priority, max_attempts, timeout, scheduled_at, delay, tags,
+     unique_key, unique_states) = columns
+    for row in rows:
+        queue.append(row["queue"])
+        kind.append(row["kind"])
+        args.append(row.get("args_json") or _json_dumps(row["args"]))
+        meta.append(_json_dumps(row["meta"]) if row["meta"] else "{}")
+        priority.append(row["priority"])
+        max_attempts.append(row["max_attempts"])
+        timeout.append(row["timeout"])
+        scheduled_at.append(row["scheduled_at"])
+        delay.append(row["delay"])
+        tags.append(_json_dumps(row["tags"]) if row["tags"] else None)
+        unique_key.append(row["unique_key"])
+        unique_states.append(_json_dumps(row["unique_states"]) if row["unique_states"] else None)
+    return columns
 
 
 def _holds_key(job: Job | None, row: dict[str, Any]) -> bool:
@@ -217,8 +242,8 @@ class JobQueue:
     async def _insert_rows(self, conn: asyncpg.Connection, rows: Sequence[dict[str, Any]],
                            retries: int = UNIQUE_RETRIES) -> tuple[list[Job], set[int]]:
         """JOB_INSERT_MANY; returns one Job per row and the ids this call created."""
-        payload = _json_dumps([{**row, "ord": index} for index, row in enumerate(rows)])
-        records = await conn.fetch(self.statements.JOB_INSERT_MANY, payload, self.statements.insert_channel)
+        records = await conn.fetch(self.statements.JOB_INSERT_MANY, *_insert_columns(rows),
+                                   self.statements.insert_channel)
         inserted = _inserted_jobs(rows, records)
         jobs, again = await self._match_inserted(conn, rows, inserted, retries)
         return jobs, {job.id for job in inserted} | again

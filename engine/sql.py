@@ -49,8 +49,11 @@ MIGRATION_RECORD = "INSERT INTO {schema}.migrations (version, name) VALUES ($1, 
 # --- jobs: insert ---------------------------------------------------------------
 
 # Insert a batch in one round trip and wake producers of the affected queues.
-# $1: jsonb array of rows (ord, queue, kind, args, meta, priority, max_attempts, timeout,
-# scheduled_at, delay, tags, unique_key, unique_states); $2: notify channel.
+# $1..$12: one array per column, an element per row (queue, kind, args, meta, priority,
+# max_attempts, timeout, scheduled_at, delay, tags, unique_key, unique_states; args, meta,
+# tags and unique_states as JSON text, encoded once by the caller); $13: notify channel.
+# Arrays travel in asyncpg's binary format: no JSON document of the whole batch to build
+# in Python and parse again in Postgres.
 # A row whose unique key is held by a job in one of its unique states is skipped
 # (ON CONFLICT against the partial unique index); the caller looks the holder up.
 # The NOTIFY sits in a CTE referenced by the final SELECT so it runs once per queue,
@@ -58,22 +61,25 @@ MIGRATION_RECORD = "INSERT INTO {schema}.migrations (version, name) VALUES ($1, 
 # wakes each listener once, at commit.
 JOB_INSERT_MANY = """
 WITH input AS (
-    SELECT r.*, coalesce(r.scheduled_at, now() + make_interval(secs => coalesce(r.delay, 0))) AS due_at
-    FROM jsonb_to_recordset($1::text::jsonb) AS r(
-        ord int, queue text, kind text, args jsonb, meta jsonb, priority int, max_attempts int,
-        timeout double precision, scheduled_at timestamptz, delay double precision,
-        tags text[], unique_key text, unique_states text[])
+    SELECT r.*, coalesce(r.scheduled_at::timestamptz, now() + make_interval(secs => coalesce(r.delay, 0))) AS due_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[],
+                $8::text[], $9::float8[], $10::text[], $11::text[], $12::text[])
+         WITH ORDINALITY AS r(queue, kind, args, meta, priority, max_attempts, timeout,
+                              scheduled_at, delay, tags, unique_key, unique_states, ord)
 ), inserted AS (
     INSERT INTO {schema}.jobs AS j (queue, kind, args, meta, state, priority, max_attempts, timeout,
                                     scheduled_at, tags, unique_key, unique_states)
-    SELECT queue, kind, args, meta,
+    SELECT queue, kind, args::jsonb, meta::jsonb,
            CASE WHEN due_at > now() THEN 'scheduled' ELSE 'available' END,
-           priority, max_attempts, timeout, due_at, coalesce(tags, '{{}}'), unique_key, unique_states
+           priority, max_attempts, timeout, due_at,
+           CASE WHEN tags IS NULL THEN '{{}}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)) END,
+           unique_key,
+           CASE WHEN unique_states IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(unique_states::jsonb)) END
     FROM input ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state = ANY (unique_states) DO NOTHING
     RETURNING j.id, j.queue, j.state, j.scheduled_at, j.inserted_at, j.unique_key
 ), notified AS (
-    SELECT count(pg_notify($2, queue)) AS n FROM (SELECT DISTINCT queue FROM inserted) AS q
+    SELECT count(pg_notify($13, queue)) AS n FROM (SELECT DISTINCT queue FROM inserted) AS q
 )
 -- Only what Postgres decided: the caller builds each Job from its own row (decoding the
 -- args/meta it just sent back out of every row cost more than the insert itself).
