@@ -18,6 +18,10 @@ from engine.unique import ALL_STATES, parse_unique, unique_key
 MAX_ARGS_BYTES = 1_000_000
 
 
+# JobSpec fields stored in meta under their own name when set.
+_OPTIONAL_META = ("on_success", "on_failure", "condition", "failure_notification", "backoff")
+
+
 class EnqueueError(ValueError):
     """A job was refused at enqueue; nothing was inserted. The message names the problem."""
 
@@ -115,16 +119,14 @@ class Inserter:
     @staticmethod
     def _meta(spec: JobSpec) -> dict[str, Any]:
         meta: dict[str, Any] = dict(spec.extra_meta)
-        optional = {
-            "vars": spec.vars or None,
-            "on_success": spec.on_success,
-            "on_failure": spec.on_failure,
-            "condition": spec.condition,
-            "failure_notification": spec.failure_notification,
-            "backoff": spec.backoff,
-            "depends_on": list(spec.depends_on) or None,
-        }
-        meta.update({key: value for key, value in optional.items() if value is not None})
+        if spec.vars:
+            meta["vars"] = spec.vars
+        if spec.depends_on:
+            meta["depends_on"] = list(spec.depends_on)
+        for key in _OPTIONAL_META:  # the plain job has none: a bulk insert pays only these reads
+            value = getattr(spec, key)
+            if value is not None:
+                meta[key] = value
         return meta
 
     @staticmethod

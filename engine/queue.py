@@ -302,6 +302,11 @@ class JobQueue:
 
     async def _set_states(self, conn: asyncpg.Connection, acks: Sequence[Ack]) -> dict[int, bool]:
         """Apply the acks; returns ``{id: has_dependents}`` for those applied."""
+        if all(a.state == "completed" and a.delay is None and not a.refund and a.error is None for a in acks):
+            records = await conn.fetch(self.statements.JOB_COMPLETE_IF_EXECUTING, [a.job_id for a in acks],
+                                       [a.attempt for a in acks], [a.attempted_at for a in acks],
+                                       [a.result for a in acks])
+            return {r["id"]: r["has_dependents"] for r in records}
         records = await conn.fetch(
             self.statements.JOB_SET_STATE_IF_EXECUTING,
             [a.job_id for a in acks],
