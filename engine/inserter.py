@@ -94,11 +94,12 @@ class Inserter:
             "timeout": _seconds("timeout", spec.timeout if spec.timeout is not None else handler.timeout),
             "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
             "delay": _seconds("delay", spec.delay),
-            "tags": sorted(set(spec.tags) | set(handler.tags)),
+            "tags": sorted({*spec.tags, *handler.tags}) if spec.tags or handler.tags else [],
             "unique_key": None,
             "unique_states": None,
         }
-        self._apply_unique(spec, queue, row)
+        if spec.unique is not None:
+            self._apply_unique(spec, queue, row)
         if spec.condition is not None or spec.on_success or spec.on_failure or spec.depends_on:
             from engine.flow import check_flow  # flow control; imported here: flow imports this module
 
