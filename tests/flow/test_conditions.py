@@ -96,7 +96,7 @@ async def test_injection_corpus_is_refused_quickly_at_enqueue(start_engine, reco
                 else:
                     await engine.enqueue("maintenance-task", {}, condition=text)
             slowest = max(slowest, time.perf_counter() - started)
-    assert slowest < 0.05, f"slowest refusal took {slowest * 1000:.1f} ms"
+    assert slowest < 0.25, f"slowest refusal took {slowest * 1000:.1f} ms"
     assert await engine.stats() == {}
     assert not any(path.name == "pwned" for path in __import__("pathlib").Path("/tmp").iterdir())
 
