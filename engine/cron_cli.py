@@ -4,7 +4,7 @@
     jobengine cron add ping --schedule '*/5 * * * *' --job '{"jobType": "http", "data": {...}}'
     jobengine cron add backup --schedule '0 2 1 * *' --timezone Asia/Seoul --kind ssh --file payload.json
     jobengine cron update ping --schedule '*/10 * * * *'
-    jobengine cron disable ping | enable ping | remove ping
+    jobengine cron disable ping | enable ping | remove ping | run ping
 
 The CLI's ``cron`` command calls :func:`add_cron_arguments`, then :func:`list_cron_entries` for
 ``list`` (the default) and :func:`run_cron_command` for the other actions.
@@ -23,7 +23,7 @@ from engine.cron_store import CronStatus, CronStore, config_entries
 
 __all__ = ["add_cron_arguments", "cron_store", "list_cron_entries", "run_cron_command"]
 
-ACTIONS = ("list", "add", "update", "enable", "disable", "remove")
+ACTIONS = ("list", "add", "update", "enable", "disable", "remove", "run")
 
 
 def cron_store(engine: Any) -> CronStore:
@@ -87,7 +87,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_cron_command(engine: Any, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """Run ``jobengine cron add|update|enable|disable|remove``; returns (JSON-able data, human
+    """Run ``jobengine cron add|update|enable|disable|remove|run``; returns (JSON-able data, human
     text). ``list`` is :func:`list_cron_entries`. Raises ValueError with a message for the user."""
     try:
         return await _run(cron_store(engine), args)
@@ -109,6 +109,12 @@ async def _run(store: CronStore, args: argparse.Namespace) -> tuple[dict[str, An
     if args.action == "update":
         entry = await store.update(args.name, **_options(args))
         return {"name": entry.name, "updated": True}, f"cron entry {entry.name} updated"
+    if args.action == "run":
+        try:
+            job_id = await store.run_now(args.name)
+        except ValueError as exc:
+            raise ValueError(f"cron entry {args.name!r}: {exc}") from None
+        return {"name": args.name, "job_id": job_id}, f"cron entry {args.name} enqueued as job {job_id}"
     action = {"enable": store.enable, "disable": store.disable, "remove": store.remove}[args.action]
     if not await action(args.name):
         raise LookupError(f"no cron entry {args.name!r}")

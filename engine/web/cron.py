@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -37,15 +36,12 @@ async def cron_action(engine: Any, principal: Principal, name: str, action: str)
         if not done:
             raise NotFound(f"no cron entry {name!r}")
     elif action == "run":
-        entry = await store.get(name)
-        if entry is None:
-            raise NotFound(f"no cron entry {name!r}")
         try:
-            row = store.job_row(name, entry.job, datetime.now(UTC))
+            result["job_id"] = await store.run_now(name)
+        except LookupError:
+            raise NotFound(f"no cron entry {name!r}") from None
         except ValueError as exc:
             raise BadRequest(f"cron entry {name!r}: {exc}") from None
-        (job,) = await engine.queue.insert([row])
-        result["job_id"] = job.id
     else:
         raise NotFound(f"unknown cron action {action!r}; use one of {', '.join(CRON_ACTIONS)}")
     log.info("cron action", action=action, entry=name, role=principal.role.value, via=principal.via)

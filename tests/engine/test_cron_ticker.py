@@ -338,12 +338,18 @@ async def test_cli_adds_lists_disables_and_removes_entries(start_engine: Callabl
     assert rows["daily-stats"]["next_run_utc"].endswith("T16:00:00+00:00")
     assert (rows["ping"]["source"], rows["ping"]["enabled"], rows["ping"]["last_state"]) == ("runtime", "yes", "-")
     assert await cron("disable", "ping") == "cron entry ping disabled"
+    ran = await cron("run", "ping")  # a disabled entry can still be run by hand
+    job = await engine.get(int(ran.rsplit(" ", 1)[1]))
+    assert ran.startswith("cron entry ping enqueued as job ")
+    assert job is not None and job.kind == "log" and job.args == {"message": "ping"} and "cron:ping" in job.tags
     assert await cron("update", "ping", "--schedule", "@hourly") == "cron entry ping updated"
     (ping,) = [status for status in await cron_store_of(engine).list() if status.name == "ping"]
     assert (ping.schedule, ping.enabled, ping.overlap, ping.catch_up) == ("@hourly", False, "skip", 600.0)
     assert await cron("remove", "ping") == "cron entry ping removed"
     with pytest.raises(ValueError, match="no cron entry 'ping'"):
         await cron("enable", "ping")
+    with pytest.raises(ValueError, match="no cron entry 'ping'"):
+        await cron("run", "ping")
 
 
 def cron_store_of(engine: Any) -> CronStore:
