@@ -130,7 +130,7 @@ SET state        = x.state,
 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::jsonb[],
             $6::float8[], $7::int[], $8::jsonb[])
      AS x(id, attempt, attempted_at, state, result, delay, refund, error)
--- `(SELECT 'executing')`: a sub-select, so the planner cannot match jobs_executing_idx's
+-- `(SELECT 'executing')`: a sub-select, so the planner cannot match jobs_executing_queue_idx's
 -- predicate and always joins on the primary key (a batch of N acks costs N index probes).
 -- Otherwise, whenever statistics show few executing rows, it hashes every entry of that
 -- index: all executing jobs of every node, plus the dead entries piling up until vacuum.
@@ -430,29 +430,51 @@ CRON_SET_LAST_JOB = "UPDATE {schema}.cron_entries SET last_job_id = $2 WHERE nam
 # What the dashboard, the HTTP API and /metrics read. Each stays cheap with millions of
 # rows: counts are capped, lists page by id on an index, time windows use jobs_finished_idx.
 
-# Distinct queue names with at least one job: a loose index scan over jobs_queue_state_idx
-# (one index probe per queue), where SELECT DISTINCT would read every row.
-DASHBOARD_QUEUE_NAMES = """
-WITH RECURSIVE seen AS (
-    (SELECT queue FROM {schema}.jobs ORDER BY queue LIMIT 1)
+# The operator indexes leave executing jobs out (migration 005: a claim writes none of them),
+# so a query reads them only when its WHERE clause implies `state <> 'executing'`: a literal
+# state other than 'executing' does, a parameter or a joined value does not. Executing jobs
+# are read from jobs_executing_queue_idx (queue, id DESC) instead.
+DASHBOARD_STATES = ("scheduled", "available", "executing", "retryable", "completed", "discarded", "cancelled")
+
+
+def _queue_loose_scan(name: str, state_term: str) -> str:
+    """A recursive CTE ``name``: the distinct queues of the rows matching ``state_term``,
+    one index probe per queue, where SELECT DISTINCT would read every row."""
+    return f"""{name} AS (
+    (SELECT j.queue FROM {{schema}}.jobs AS j WHERE {state_term} ORDER BY j.queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT j.queue FROM {schema}.jobs AS j WHERE j.queue > seen.queue ORDER BY j.queue LIMIT 1)
-    FROM seen WHERE seen.queue IS NOT NULL
-)
-SELECT queue FROM seen WHERE queue IS NOT NULL
+    SELECT (SELECT j.queue FROM {{schema}}.jobs AS j
+            WHERE {state_term} AND j.queue > {name}.queue ORDER BY j.queue LIMIT 1)
+    FROM {name} WHERE {name}.queue IS NOT NULL
+)"""
+
+
+# Distinct queue names with at least one job: loose index scans over jobs_queue_listing_idx
+# and jobs_executing_queue_idx (so a queue whose only jobs are running still shows).
+DASHBOARD_QUEUE_NAMES = f"""
+WITH RECURSIVE {_queue_loose_scan("resting", "j.state <> 'executing'")},
+{_queue_loose_scan("running", "j.state = 'executing'")}
+SELECT queue FROM resting WHERE queue IS NOT NULL
+UNION
+SELECT queue FROM running WHERE queue IS NOT NULL
+ORDER BY queue
 """
 
 # Jobs per queue and state, each count stopping at $2: $1 text[] queues. One short index
-# range on jobs_queue_state_idx per pair; a pair at the cap is then estimated (below).
+# range per pair, on jobs_queue_listing_idx or (executing) jobs_executing_queue_idx: each
+# state is a literal, so the planner can match the partial indexes. The ORDER BY is those
+# indexes' order: free on them, a sort on anything else, so the planner never picks a
+# sequential scan hoping to meet $2 matching rows early (a bet on where they lie in the
+# table: a young queue's jobs are all at its end). A pair at the cap is then estimated.
 DASHBOARD_QUEUE_COUNTS = """
-SELECT q.queue, s.state, c.n AS count
+SELECT q.queue, c.state, c.n AS count
 FROM unnest($1::text[]) AS q(queue)
-CROSS JOIN unnest(ARRAY['scheduled', 'available', 'executing', 'retryable',
-                        'completed', 'discarded', 'cancelled']) AS s(state)
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n FROM (SELECT 1 FROM {schema}.jobs AS j
-                               WHERE j.queue = q.queue AND j.state = s.state LIMIT $2) AS capped
-) AS c
+CROSS JOIN LATERAL (VALUES
+    """ + ",\n    ".join(
+    f"('{state}', (SELECT count(*) FROM (SELECT 1 FROM {{schema}}.jobs AS j WHERE j.queue = q.queue "
+    f"AND j.state = '{state}' ORDER BY j.id DESC LIMIT $2) AS capped))"
+    for state in DASHBOARD_STATES) + """
+) AS c(state, n)
 """
 
 # The planner's row estimate for one queue and state ($1, $2): accurate thanks to the
@@ -539,13 +561,18 @@ DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) AND state <> 'executing'
 
 # Job pages: filters combine freely, so the statement is assembled here from fixed
 # fragments (values are always parameters). With a queue or state filter the page is a
-# merge of one branch per (queue, state) pair, each an index range on jobs_queue_state_idx
-# already in id order: a rare state among a million rows costs what that state holds.
-# Run it with plan_cache_mode = force_custom_plan: a generic plan cannot tell a rare
-# state from a common one and would walk the primary key backwards through the table.
+# merge of one branch per (queue, state) pair, each an index range on jobs_queue_listing_idx
+# (or jobs_executing_queue_idx) already in id order: a rare state among a million rows
+# costs what that state holds. Without one, it merges a branch of the jobs at rest
+# (`state <> 'executing'`: jobs_kind_listing_idx, jobs_tags_listing_idx or the primary
+# key) and one of the executing jobs (their small index). Run it with plan_cache_mode =
+# force_custom_plan: a generic plan cannot tell a rare state from a common one, would
+# walk the primary key backwards through the table, and could not match the partial
+# indexes against a parameter state. A tag filter repeats jobs_tags_listing_idx's
+# `cardinality(tags) <> 0` (migration 005 says why not `tags <> '{}'`).
 DASHBOARD_JOB_FILTERS = {
     "kind": "j.kind = ${n}::text",
-    "tag": "j.tags @> ARRAY[${n}::text]",
+    "tag": "j.tags @> ARRAY[${n}::text] AND cardinality(j.tags) <> 0",
     "before": "j.id < ${n}::bigint",
     "after": "j.id > ${n}::bigint",
 }
@@ -572,7 +599,7 @@ def dashboard_job_page(schema: str, filters: list[str], *, pairs: int, search: b
         n += 1
         terms.append(DASHBOARD_JOB_FILTERS[name].replace("{n}", str(n)))
     pattern, limit = (f"${n + 1}::text", f"${n + 2}::int") if search else ("", f"${n + 1}::int")
-    scan = DASHBOARD_SEARCH_SCAN_LIMIT // max(1, pairs)
+    scan = DASHBOARD_SEARCH_SCAN_LIMIT // (pairs or 2)  # no pairs: the at-rest and executing branches
 
     def branch(extra: list[str]) -> str:
         where = " AND ".join([*extra, *terms]) or "true"
@@ -586,7 +613,7 @@ def dashboard_job_page(schema: str, filters: list[str], *, pairs: int, search: b
         source = " UNION ALL ".join(
             branch([f"j.queue = ${2 * i + 1}::text", f"j.state = ${2 * i + 2}::text"]) for i in range(pairs))
     else:
-        source = branch([])
+        source = " UNION ALL ".join(branch([term]) for term in ("j.state <> 'executing'", "j.state = 'executing'"))
     columns = _job_columns("j") + ", j.cancelled_at, j.discarded_at, j.rescued"
     text = f"SELECT {columns} FROM ({source}) AS j ORDER BY j.id {order} LIMIT {limit}"
     return text.replace("{schema}", quote_ident(schema))

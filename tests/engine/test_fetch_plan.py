@@ -4,15 +4,14 @@ number of finished jobs (bench/README.md, the "1M finished rows" workload)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from engine.queue import JobQueue
+from tests.support import plans
 
 
 @pytest_asyncio.fixture
@@ -33,28 +32,13 @@ async def _fill(conn: asyncpg.Connection, schema: str, *, available: int, finish
         FROM generate_series(1, $1::int + $2::int) AS i""", available, finished)
 
 
-def _scans(node: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """(node type, index name) of every scan on the jobs table in a JSON plan."""
-    found = []
-    if node.get("Relation Name") == "jobs" and node["Node Type"].endswith("Scan"):
-        found.append((node["Node Type"], node.get("Index Name")))
-    for child in node.get("Plans", []):
-        found.extend(_scans(child))
-    return found
-
-
-async def _picked_scans(conn: asyncpg.Connection, queue: JobQueue) -> list[tuple[str, str | None]]:
-    """How the claim query finds its rows (index scans of jobs_pkey are the UPDATE reaching
-    the picked rows). EXPLAIN ANALYZE really claims, so it runs in a transaction rolled back."""
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
-        raw = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + queue.statements.JOB_FETCH_AVAILABLE,
-                                  "default", 32, "node-1")
-    finally:
-        await transaction.rollback()
-    plan = json.loads(raw) if isinstance(raw, str) else raw
-    return [scan for scan in _scans(plan[0]["Plan"]) if scan[1] != "jobs_pkey"]
+async def _picked_scans(conn: asyncpg.Connection, queue: JobQueue, mode: str = "auto") -> list[tuple[str, str | None]]:
+    """How the claim query finds its rows, run as the prepared statement it is under ``mode``
+    (index scans of jobs_pkey are the UPDATE reaching the picked rows). EXPLAIN ANALYZE
+    really claims: tests.support.plans rolls it back."""
+    plan = await plans.explain(conn, queue.statements.JOB_FETCH_AVAILABLE, "default", 32, "node-1", mode=mode,
+                               analyze=True)
+    return [scan for scan in plans.scans(plan) if scan[1] != "jobs_pkey"]
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
@@ -65,11 +49,7 @@ async def test_claim_reads_jobs_fetch_idx_with_many_finished_rows(queue: JobQueu
     async with queue.pool.acquire() as conn:
         await _fill(conn, schema, available=500, finished=50_000)
         await conn.execute(f'ANALYZE "{schema}".jobs')
-        await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
-        try:
-            scans = await _picked_scans(conn, queue)
-        finally:
-            await conn.execute("RESET plan_cache_mode")
+        scans = await _picked_scans(conn, queue, plan_cache_mode)
     assert scans == [("Index Scan", "jobs_fetch_idx")]
 
 
