@@ -724,7 +724,9 @@ def _resolve_dependents(selection: str) -> str:
 ), checked AS (
     SELECT d.id, d.state, d.waiting_for,
            array(SELECT w FROM unnest(d.waiting_for) AS w
-                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs AS x WHERE x.id = w AND x.state = 'completed')
+                 -- `(SELECT 'completed')`: as in the ack, so the planner cannot match the
+                 -- partial jobs_finished_idx and walk every completed row for one id.
+                 WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs AS x WHERE x.id = w AND x.state = (SELECT 'completed'))
                  ORDER BY w) AS pending,
            (SELECT format('dependency %s was %s', w, coalesce(x.state, 'deleted'))
             FROM unnest(d.waiting_for) AS w LEFT JOIN {schema}.jobs AS x ON x.id = w
