@@ -302,22 +302,15 @@ class JobQueue:
 
     async def _set_states(self, conn: asyncpg.Connection, acks: Sequence[Ack]) -> dict[int, bool]:
         """Apply the acks; returns ``{id: has_dependents}`` for those applied."""
+        s = self.statements
+        fence = [[a.job_id for a in acks], [a.attempt for a in acks], [a.attempted_at for a in acks]]
         if all(a.state == "completed" and a.delay is None and not a.refund and a.error is None for a in acks):
-            records = await conn.fetch(self.statements.JOB_COMPLETE_IF_EXECUTING, [a.job_id for a in acks],
-                                       [a.attempt for a in acks], [a.attempted_at for a in acks],
-                                       [a.result for a in acks])
-            return {r["id"]: r["has_dependents"] for r in records}
-        records = await conn.fetch(
-            self.statements.JOB_SET_STATE_IF_EXECUTING,
-            [a.job_id for a in acks],
-            [a.attempt for a in acks],
-            [a.attempted_at for a in acks],
-            [a.state for a in acks],
-            [a.result for a in acks],
-            [a.delay for a in acks],
-            [1 if a.refund else 0 for a in acks],
-            [a.error for a in acks],
-        )
+            statement, outcome = s.JOB_COMPLETE_IF_EXECUTING, [[a.result for a in acks]]
+        else:
+            statement, outcome = s.JOB_SET_STATE_IF_EXECUTING, [
+                [a.state for a in acks], [a.result for a in acks], [a.delay for a in acks],
+                [1 if a.refund else 0 for a in acks], [a.error for a in acks]]
+        records = await conn.fetch(statement, *fence, *outcome)
         return {r["id"]: r["has_dependents"] for r in records}
 
     async def release(self, job_ids: Sequence[int], node: str) -> int:
