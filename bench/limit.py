@@ -8,6 +8,11 @@ worker: claim ``batch`` available rows (``FOR UPDATE SKIP LOCKED``), then mark e
 those rows completed. Jobs/s = rows completed / seconds. No Python, no handler, no
 per-job bookkeeping: what is left is Postgres's own cost per job.
 
+The SQL floor (:func:`sql_floor`) runs jobengine's own claim and completion statements on its
+own schema the same way, from a bare asyncpg loop: between it and the pgbench limit lies the
+cost of jobengine's table (its columns, indexes and fences); between it and the engine's
+drain lies the cost of the Python engine.
+
 The latency floor (:func:`latency_floor`) is the enqueue->start path with nothing but
 asyncpg: the producer inserts one row and NOTIFYs in one statement; a listener process
 (``python -m bench.limit floor-worker URL``) wakes on the notification, claims with one
@@ -16,6 +21,7 @@ UPDATE ... RETURNING and reports. On a 2-core machine most of it is process wake
 Example::
 
     limit = run_limit(server, batch=32, clients=(1, 2, 4), seconds=10)
+    own_sql = await sql_floor(server, jobs=20_000)
     floor = await latency_floor(server, samples=300)
 """
 
@@ -65,17 +71,22 @@ def run_limit(server: BenchServer, *, batch: int = 32, clients: tuple[int, ...] 
     """pgbench at each client count; the best is the limit. Rows are re-seeded per run:
     enough that pgbench never runs dry (that would cap the rate), few enough that the table
     and its new row versions stay in the default 128 MB of shared buffers (at 1.5M rows
-    the run turns into buffer eviction I/O and the "limit" drops to a fifth)."""
+    the run turns into buffer eviction I/O and the "limit" drops to a fifth). The server's
+    CPU per 1,000 jobs is recorded too (pgbench's own is not: it is no child of Postgres)."""
     url = server.create_database("bench_limit")
     runs = []
     for count in clients:
         server.psql(url, SETUP.format(rows=rows))
+        cpu = server.cpu()
+        cpu.mark()
         completed = _pgbench(url, batch, count, seconds)
+        pg_cpu = cpu.seconds()
         if completed >= rows:
             raise RuntimeError(f"pgbench claimed all {rows:,} rows: raise `rows` to measure the limit")
-        runs.append({"clients": count, "rate": completed / seconds})
+        runs.append({"clients": count, "rate": completed / seconds, "pg_cpu_per_1k": pg_cpu / completed * 1000})
     best = max(runs, key=lambda r: r["rate"])
-    return {"rate": best["rate"], "clients": best["clients"], "batch": batch, "runs": runs}
+    return {"rate": best["rate"], "clients": best["clients"], "batch": batch, "pg_cpu_per_1k": best["pg_cpu_per_1k"],
+            "runs": runs}
 
 
 def _pgbench(url: str, batch: int, clients: int, seconds: float) -> int:
@@ -93,6 +104,51 @@ def _pgbench(url: str, batch: int, clients: int, seconds: float) -> int:
         raise RuntimeError(f"unexpected pgbench output: {result.stdout[-2000:]}")
     completed = BenchServer.psql(url, "SELECT count(*) FROM limit_jobs WHERE state = 'completed'")
     return int(completed.strip())
+
+
+async def sql_floor(server: BenchServer, *, jobs: int = 20_000, batch: int = 32) -> dict[str, Any]:
+    """jobengine's own claim and completion statements (engine/sql.py) on its own schema, in a
+    bare asyncpg loop with no engine: the next claim overlapped with the previous batch's
+    completion on a second connection, as the engine's producer and acker do. What this
+    reaches is the cost of jobengine's table and statements; the engine's drain divided by
+    it is what the Python engine around them costs."""
+    from engine import sql
+    from engine.queue import JobQueue
+
+    url = server.create_database("bench_sql_floor")
+    queue = JobQueue(url)
+    await queue.migrate()
+    statements = sql.render("jobengine")
+    claim_conn, ack_conn = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await claim_conn.execute("""
+            INSERT INTO jobengine.jobs (queue, kind, args)
+            SELECT 'default', 'bench.noop', jsonb_build_object('i', i) FROM generate_series(1, $1::int) AS i""", jobs)
+        await claim_conn.execute("VACUUM ANALYZE jobengine.jobs")
+        await claim_conn.execute("CHECKPOINT")
+
+        async def complete(claimed: list[asyncpg.Record]) -> None:
+            if claimed:
+                await ack_conn.fetch(statements.JOB_COMPLETE_IF_EXECUTING, [r["id"] for r in claimed],
+                                     [r["attempt"] for r in claimed], [r["attempted_at"] for r in claimed],
+                                     [None] * len(claimed))
+
+        cpu = server.cpu()
+        cpu.mark()
+        start, claimed = time.perf_counter(), []
+        while True:
+            claimed, _ = await asyncio.gather(
+                claim_conn.fetch(statements.JOB_FETCH_AVAILABLE, "default", batch, "floor"), complete(claimed))
+            if not claimed:
+                break
+        elapsed, pg_cpu = time.perf_counter() - start, cpu.seconds()
+        done = await claim_conn.fetchval("SELECT count(*) FROM jobengine.jobs WHERE state = 'completed'")
+    finally:
+        await claim_conn.close()
+        await ack_conn.close()
+    if done != jobs:
+        raise RuntimeError(f"sql floor completed {done} of {jobs} jobs")
+    return {"rate": jobs / elapsed, "pg_cpu_per_1k": pg_cpu / jobs * 1000, "batch": batch}
 
 
 FLOOR_SETUP = """

@@ -117,12 +117,35 @@ def curve_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cpu_budget(results: dict[str, Any]) -> list[str]:
+    """Per engine: worker + Postgres CPU per drained job, the cores the drain kept busy, and the
+    rate that CPU cost would allow if every core were busy: a drain below that waits (round
+    trips, commits, wake-ups), one near it is bound by the CPU it spends per job."""
+    cores = results.get("cores") or 2
+    lines = []
+    for name, engine in results["engines"].items():
+        drain = engine.get("drain") or {}
+        if not {"rate", "cpu_per_1k", "pg_cpu_per_1k"} <= drain.keys():
+            continue
+        per_job = (drain["cpu_per_1k"] + drain["pg_cpu_per_1k"]) / 1000
+        lines.append(f"  {name}: {per_job * 1e6:.0f} us ({drain['cpu_per_1k'] * 1e3:.0f} worker + "
+                     f"{drain['pg_cpu_per_1k'] * 1e3:.0f} Postgres), {drain['rate'] * per_job:.2f} of {cores} "
+                     f"cores busy; at {cores} busy cores that cost allows {cores / per_job:,.0f} jobs/s")
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     parts = [f"Postgres: {results['server']}", f"Machine: {results['machine']}", "", table(results)]
     limit = results.get("limit")
     if limit:
+        limit_cpu = f", Postgres CPU {limit['pg_cpu_per_1k']:.3f} s / 1k jobs" if "pg_cpu_per_1k" in limit else ""
         parts += ["", f"pgbench claim+complete limit (batch {limit['batch']}, best of clients "
-                      f"{[r['clients'] for r in limit['runs']]}): {limit['rate']:,.0f} jobs/s"]
+                      f"{[r['clients'] for r in limit['runs']]}): {limit['rate']:,.0f} jobs/s{limit_cpu}"]
+        own = limit.get("sql_floor")
+        if own:
+            parts.append(f"jobengine's own claim+complete SQL, bare asyncpg loop (batch {own['batch']}): "
+                         f"{own['rate']:,.0f} jobs/s ({own['rate'] / limit['rate']:.0%} of the limit), "
+                         f"Postgres CPU {own['pg_cpu_per_1k']:.3f} s / 1k jobs")
         floor = limit.get("latency_floor")
         if floor:
             parts.append(f"latency floor (bare asyncpg listener, same sending): p50 {floor['p50']:.2f} ms, "
@@ -130,7 +153,12 @@ def render(results: dict[str, Any]) -> str:
         for name, engine in results["engines"].items():
             shares = [f"{key} {engine[key]['rate'] / limit['rate']:.0%}" for key in ("drain", "aged", "steady")
                       if key in engine]
+            if own and name == "jobengine" and "drain" in engine:
+                shares.append(f"drain {engine['drain']['rate'] / own['rate']:.0%} of its own SQL alone")
             parts.append(f"  {name}: " + ", ".join(shares) + " of the limit")
+    budget = cpu_budget(results)
+    if budget:
+        parts += ["", "CPU per job in the drain (worker + Postgres) and the cores it kept busy:", *budget]
     checks = targets(results)
     if checks:
         parts += ["", "targets:"] + [f"  [{'PASS' if ok else 'FAIL'}] {label}: {got}" for label, got, ok in checks]

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import workloads
 from bench.engines import ADAPTERS, Adapter
-from bench.limit import latency_floor, run_limit
+from bench.limit import latency_floor, run_limit, sql_floor
 from bench.report import render
 from bench.server import ROOT, BenchServer, wait_quiet
 
@@ -194,11 +194,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "limit" in selected:
             log("pgbench claim+complete limit ...")
             results["limit"] = run_limit(server)
+            results["limit"]["sql_floor"] = await sql_floor(server, jobs=args.jobs)
             results["limit"]["latency_floor"] = await latency_floor(server)
-            log(f"limit: {results['limit']['rate']:,.0f} jobs/s, latency floor {results['limit']['latency_floor']}")
+            limit = results["limit"]
+            log(f"limit: {limit['rate']:,.0f} jobs/s, jobengine's SQL alone {limit['sql_floor']['rate']:,.0f} "
+                f"jobs/s, latency floor {limit['latency_floor']}")
         async with Runner(ctx, args, log) as runner:
             results["engines"] = await runner.run(selected)
     load_end = os.getloadavg()
+    results["cores"] = os.cpu_count()
     results["machine"] = (f"{os.cpu_count()} cores, Python {platform.python_version()}, {args.loop}; load average "
                           f"{load_start[0]:.2f} at start, {load_end[0]:.2f} at end")
     return results

@@ -96,6 +96,20 @@ class Job:
         )
 
 
+    @classmethod
+    def from_claim(cls, record: Any) -> Job:
+        """Build a Job from a row of JOB_FETCH_AVAILABLE, by position: the claim is the one
+        statement that runs per job, and unpacking is a third cheaper than 19 lookups by name.
+        The order is engine.sql._job_columns'; a test checks both builders agree."""
+        (id_, queue, kind, state, priority, attempt, max_attempts, timeout, scheduled_at, inserted_at,
+         attempted_at, completed_at, attempted_by, tags, unique_key, args, meta, errors, result) = record
+        return cls(id_, queue, kind, {} if args is None else json.loads(args), state, priority, attempt,
+                   max_attempts, scheduled_at, inserted_at, attempted_at, completed_at, attempted_by,
+                   list(tags) if tags else [], {} if meta is None else json.loads(meta),
+                   [] if errors is None else json.loads(errors), None if result is None else json.loads(result),
+                   timeout, unique_key)
+
+
 def _json(text: str | None, default: Any) -> Any:
     return default if text is None else json.loads(text)
 

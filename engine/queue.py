@@ -241,9 +241,11 @@ class JobQueue:
 
     async def _insert_rows(self, conn: asyncpg.Connection, rows: Sequence[dict[str, Any]],
                            retries: int = UNIQUE_RETRIES) -> tuple[list[Job], set[int]]:
-        """JOB_INSERT_MANY; returns one Job per row and the ids this call created."""
-        records = await conn.fetch(self.statements.JOB_INSERT_MANY, *_insert_columns(rows),
-                                   self.statements.insert_channel)
+        """JOB_INSERT_MANY (JOB_INSERT_MANY_PLAIN when no row has a unique key); returns one
+        Job per row and the ids this call created."""
+        keyed = any(row.get("unique_key") for row in rows)
+        statement = self.statements.JOB_INSERT_MANY if keyed else self.statements.JOB_INSERT_MANY_PLAIN
+        records = await conn.fetch(statement, *_insert_columns(rows), self.statements.insert_channel)
         inserted = _inserted_jobs(rows, records)
         jobs, again = await self._match_inserted(conn, rows, inserted, retries)
         return jobs, {job.id for job in inserted} | again
@@ -280,7 +282,7 @@ class JobQueue:
         """Claim up to ``limit`` available jobs of ``queue`` for ``node``."""
         async with self.pool.acquire() as conn:
             records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE, queue, limit, node)
-        return [Job.from_record(r) for r in records]
+        return [Job.from_claim(r) for r in records]
 
     async def finish(self, acks: Sequence[Ack]) -> set[int]:
         """Write a batch of acks (and the followups of those applied) in one transaction.

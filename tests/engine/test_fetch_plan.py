@@ -10,7 +10,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from engine.job import Job
 from engine.queue import JobQueue
+from engine.sql import JOB_COLUMNS
 from tests.support import plans
 
 
@@ -67,3 +69,22 @@ async def test_claim_really_claims_through_the_index(queue: JobQueue, schema: st
     claimed = await queue.fetch("default", 32, "node-1")
     assert [job.args["i"] for job in claimed] == list(range(1, 33))
     assert {job.state for job in claimed} == {"executing"}
+
+
+async def test_claimed_jobs_carry_every_column(queue: JobQueue, schema: str) -> None:
+    # Job.from_claim reads the claim's row by position: every field must land where
+    # Job.from_record (by name) puts it, for a row with every column set.
+    async with queue.pool.acquire() as conn:
+        await conn.execute(f"""
+            INSERT INTO "{schema}".jobs (queue, kind, args, meta, priority, max_attempts, timeout, tags,
+                                         unique_key, errors, result, attempt, completed_at)
+            VALUES ('default', 'k', '{{"to": "a@b.c"}}', '{{"vars": {{"x": 1}}}}', 3, 7, 2.5, '{{t1,t2}}',
+                    'key-1', '[{{"error": "boom"}}]', '{{"sent": true}}', 1, now())""")
+    (claimed,) = await queue.fetch("default", 32, "node-1")
+    async with queue.pool.acquire() as conn:
+        record = await conn.fetchrow(f'SELECT {JOB_COLUMNS} FROM "{schema}".jobs WHERE id = $1', claimed.id)
+    assert claimed == Job.from_record(record)
+    assert (claimed.args, claimed.meta, claimed.tags, claimed.errors, claimed.result) == (
+        {"to": "a@b.c"}, {"vars": {"x": 1}}, ["t1", "t2"], [{"error": "boom"}], {"sent": True})
+    assert (claimed.priority, claimed.attempt, claimed.max_attempts, claimed.timeout, claimed.unique_key,
+            claimed.attempted_by, claimed.state) == (3, 2, 7, 2.5, "key-1", "node-1", "executing")
