@@ -32,6 +32,7 @@ ROWS: list[tuple[str, Getter, str, bool]] = [
     ("drain {jobs:,} @ concurrency {concurrency}, jobs/s", _get("drain", "rate"), "{:,.0f}", True),
     ("same drain, {finished_rows:,} finished rows in the table", _get("aged", "rate"), "{:,.0f}", True),
     ("  (paired drain of the empty table, jobs/s)", _get("aged", "empty_rate"), "{:,.0f}", True),
+    ("  CPU per job with them vs the paired empty drain", _get("aged", "cost_change"), "{:+.1%}", False),
     ("enqueue->start p50, ms", _get("latency", "p50"), "{:.2f}", False),
     ("enqueue->start p95, ms", _get("latency", "p95"), "{:.2f}", False),
     ("enqueue->start p99, ms", _get("latency", "p99"), "{:.2f}", False),
@@ -59,7 +60,8 @@ def table(results: dict[str, Any]) -> str:
         row = [label, *(_cell(v, fmt) for v in values)]
         if len(head) > len(row):
             mine, theirs = get(results["engines"]["jobengine"]), get(ref)  # type: ignore[arg-type]
-            ratio = (mine / theirs if higher else theirs / mine) if mine and theirs else None
+            relative = "%" in fmt  # a change in percent: no ratio between engines
+            ratio = (mine / theirs if higher else theirs / mine) if mine and theirs and not relative else None
             row.append("-" if ratio is None else f"{ratio:.2f}x")
         lines.append(row)
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
@@ -94,6 +96,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         change = je["aged"]["change"]
         rows = results.get("args", {}).get("finished_rows", 0)
         checks.append((f"{rows:,} finished rows within 10% of empty", f"{change:+.1%}", change >= -0.10))
+        if "cost_change" in je["aged"]:
+            cost = je["aged"]["cost_change"]
+            checks.append((f"CPU per job with {rows:,} finished rows within 10% of empty", f"{cost:+.1%}",
+                           cost <= 0.10))
     limit = results.get("limit")
     if limit and "drain" in je:
         share = je["drain"]["rate"] / limit["rate"]

@@ -131,7 +131,12 @@ class Runner:
         back: the pair's ratio is what the target compares."""
         aged = await workloads.drain(self.ctx, self.aged[name], clear=False)
         empty = await workloads.drain(self.ctx, self.adapters[name])
-        return {**aged, "empty_rate": empty["rate"], "change": aged["rate"] / empty["rate"] - 1}
+        # CPU per job (worker + Postgres) is the steadier reading of "cost per job does not grow
+        # with the table": a 20,000-job drain lasts about a second, and this VM's speed drifts.
+        cost, empty_cost = (r["cpu_per_1k"] + r["pg_cpu_per_1k"] for r in (aged, empty))
+        return {**aged, "empty_rate": empty["rate"], "change": aged["rate"] / empty["rate"] - 1,
+                "empty_cpu_per_1k": empty["cpu_per_1k"], "empty_pg_cpu_per_1k": empty["pg_cpu_per_1k"],
+                "cost_change": cost / empty_cost - 1}
 
     async def seed(self, names: list[str]) -> None:
         for name in names:
