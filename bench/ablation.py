@@ -10,6 +10,8 @@ Each switch puts back, in this process only, the code as it was before that chan
 - ``anyio_job_tasks``: one anyio task per job instead of plain asyncio tasks.
 - ``json_decode_empty``: empty args/meta/errors decoded with json.loads on every claim.
 - ``insert_returning_all``: the bulk insert returns whole rows, decoded into Jobs.
+- ``insert_on_conflict``: every bulk insert carries ON CONFLICT, with or without unique keys.
+- ``claim_by_name``: claimed rows decoded column by column by name (``Job.from_record``).
 
 And one proposal (a change to a file the bench does not own), measurable the same way:
 ``stager_quiet``: inserts wake their producer only, not the stager.
@@ -131,15 +133,24 @@ def _json_decode_empty() -> None:
 
 
 def _insert_returning_all() -> None:
-    sql.JOB_INSERT_MANY = sql.JOB_INSERT_MANY.replace(
-        "RETURNING j.id, j.queue, j.state, j.scheduled_at, j.inserted_at, j.unique_key", "RETURNING j.*"
-    ).replace("SELECT id, state, scheduled_at, inserted_at, unique_key FROM inserted",
-              "SELECT " + sql.JOB_COLUMNS + " FROM inserted")
+    for name in ("JOB_INSERT_MANY", "JOB_INSERT_MANY_PLAIN"):
+        setattr(sql, name, getattr(sql, name).replace(
+            "RETURNING j.id, j.queue, j.state, j.scheduled_at, j.inserted_at, j.unique_key", "RETURNING j.*"
+        ).replace("SELECT id, state, scheduled_at, inserted_at, unique_key FROM inserted",
+                  "SELECT " + sql.JOB_COLUMNS + " FROM inserted"))
 
     def inserted_jobs(rows: Any, records: Any) -> list[Job]:
         return [Job.from_record(r) for r in records]
 
     queue_module._inserted_jobs = inserted_jobs  # type: ignore[assignment]
+
+
+def _insert_on_conflict() -> None:
+    sql.JOB_INSERT_MANY_PLAIN = sql.JOB_INSERT_MANY
+
+
+def _claim_by_name() -> None:
+    Job.from_claim = Job.from_record  # type: ignore[method-assign]
 
 
 def _proposal_stager_not_woken_by_inserts() -> None:
@@ -162,6 +173,8 @@ SWITCHES = {
     "anyio_job_tasks": _anyio_job_tasks,
     "json_decode_empty": _json_decode_empty,
     "insert_returning_all": _insert_returning_all,
+    "insert_on_conflict": _insert_on_conflict,
+    "claim_by_name": _claim_by_name,
 }
 # Not undos but proposed changes to files this bench does not own, measurable the same way.
 PROPOSALS = {"stager_quiet": _proposal_stager_not_woken_by_inserts}
