@@ -204,7 +204,39 @@ async def _floor_worker(url: str) -> None:
             print(json.dumps({"lat": now - json.loads(row["args"])["t"]}), flush=True)
 
 
+async def _sql_floor_experiment(argv: list[str]) -> None:
+    """``python -m bench.limit sql-floor``: the SQL floor alone, on a dedicated server, in
+    interleaved rounds over claim batch sizes and server settings (docs/performance.md)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.limit sql-floor", description=_sql_floor_experiment.__doc__)
+    p.add_argument("--jobs", type=int, default=40_000)
+    p.add_argument("--batch", default="32", help="comma-separated claim batch sizes")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE,VALUE",
+                   help="a server setting to vary, e.g. synchronous_commit=on,off")
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    variants: list[dict[str, str]] = [{}]
+    for item in args.setting:
+        name, _, values = item.partition("=")
+        variants = [{**v, name: value} for v in variants for value in values.split(",")]
+    with BenchServer.start() as server:
+        for _ in range(args.rounds):
+            for batch in (int(b) for b in args.batch.split(",")):
+                for variant in variants:
+                    server.psql(server.url, "".join(f"ALTER SYSTEM SET {k} = '{v}';" for k, v in variant.items())
+                                + "SELECT pg_reload_conf();")
+                    result = await sql_floor(server, jobs=args.jobs, batch=batch)
+                    label = ", ".join(f"{k}={v}" for k, v in variant.items()) or "defaults"
+                    print(f"batch {batch:>3}, {label}: {result['rate']:>8,.0f} jobs/s, "
+                          f"Postgres CPU {result['pg_cpu_per_1k'] * 1000:.1f} us/job", flush=True)
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["floor-worker"]:
     import uvloop
 
     uvloop.run(_floor_worker(sys.argv[2]))
+elif __name__ == "__main__" and sys.argv[1:2] == ["sql-floor"]:
+    import uvloop
+
+    uvloop.run(_sql_floor_experiment(sys.argv[2:]))
