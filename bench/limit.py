@@ -135,7 +135,8 @@ async def sql_floor(server: BenchServer, *, jobs: int = 20_000, batch: int = 32)
 
         cpu = server.cpu()
         cpu.mark()
-        start, claimed = time.perf_counter(), []
+        claimed: list[asyncpg.Record] = []
+        start = time.perf_counter()
         while True:
             claimed, _ = await asyncio.gather(
                 claim_conn.fetch(statements.JOB_FETCH_AVAILABLE, "default", batch, "floor"), complete(claimed))
