@@ -95,7 +95,6 @@ class Job:
             unique_key=record["unique_key"],
         )
 
-
     @classmethod
     def from_claim(cls, record: Any) -> Job:
         """Build a Job from a row of JOB_FETCH_AVAILABLE, by position: the claim is the one
@@ -103,11 +102,9 @@ class Job:
         The order is engine.sql._job_columns'; a test checks both builders agree."""
         (id_, queue, kind, state, priority, attempt, max_attempts, timeout, scheduled_at, inserted_at,
          attempted_at, completed_at, attempted_by, tags, unique_key, args, meta, errors, result) = record
-        return cls(id_, queue, kind, {} if args is None else json.loads(args), state, priority, attempt,
-                   max_attempts, scheduled_at, inserted_at, attempted_at, completed_at, attempted_by,
-                   list(tags) if tags else [], {} if meta is None else json.loads(meta),
-                   [] if errors is None else json.loads(errors), None if result is None else json.loads(result),
-                   timeout, unique_key)
+        return cls(id_, queue, kind, _json(args, {}), state, priority, attempt, max_attempts, scheduled_at,
+                   inserted_at, attempted_at, completed_at, attempted_by, list(tags) if tags else [],
+                   _json(meta, {}), _json(errors, []), _json(result, None), timeout, unique_key)
 
 
 def _json(text: str | None, default: Any) -> Any:
