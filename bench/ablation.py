@@ -45,8 +45,8 @@ import anyio
 
 from engine import executor as executor_module
 from engine import queue as queue_module
-from engine import sql
-from engine.job import Job
+from engine.core.job import Job
+from engine.db import sql
 
 
 def _pool_reset() -> None:
@@ -112,7 +112,7 @@ def _executor_slow_path() -> None:
 
 
 def _anyio_job_tasks() -> None:
-    from engine.producer import Producer
+    from engine.queues.producer import Producer
 
     async def _run_batch(self: Any, batch: list[Any]) -> None:
         async with anyio.create_task_group() as tasks:

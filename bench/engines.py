@@ -68,7 +68,7 @@ class Adapter:
 
 
 def _jobengine_registry(on_job: OnJob | None) -> Any:
-    from engine.registry import Registry
+    from engine.core.registry import Registry
 
     registry = Registry()
 
@@ -81,7 +81,7 @@ def _jobengine_registry(on_job: OnJob | None) -> Any:
 
 
 def _jobengine_config(url: str, concurrency: int | None, options: dict[str, Any]) -> Any:
-    from engine.config import build_config
+    from engine.core.config import build_config
 
     settings: dict[str, Any] = {"database_url": url, "schema": "jobengine", "dashboard": {"enabled": False},
                                 "logging": {"level": "warning"}}
@@ -112,7 +112,7 @@ class JobengineAdapter(Adapter):
         await self.conn.execute("TRUNCATE jobengine.jobs; TRUNCATE jobengine.nodes")
 
     async def enqueue_many(self, payloads: list[dict[str, Any]]) -> None:
-        from engine.job import JobSpec
+        from engine.core.job import JobSpec
 
         await self.client.enqueue_many([JobSpec(kind=KIND, args=p) for p in payloads])
 

@@ -32,8 +32,8 @@ import asyncpg
 import psutil
 
 from bench.server import BenchServer
-from engine import sql
-from engine.migrate import migrate
+from engine.db import sql
+from engine.db.migrate import migrate
 
 # 001's operator indexes, as they were before 005.
 FULL_INDEXES = """

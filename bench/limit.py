@@ -107,13 +107,13 @@ def _pgbench(url: str, batch: int, clients: int, seconds: float) -> int:
 
 
 async def sql_floor(server: BenchServer, *, jobs: int = 20_000, batch: int = 32) -> dict[str, Any]:
-    """jobengine's own claim and completion statements (engine/sql.py) on its own schema, in a
+    """jobengine's own claim and completion statements (engine/db/sql.py) on its own schema, in a
     bare asyncpg loop with no engine: the next claim overlapped with the previous batch's
     completion on a second connection, as the engine's producer and acker do. What this
     reaches is the cost of jobengine's table and statements; the engine's drain divided by
     it is what the Python engine around them costs."""
-    from engine import sql
-    from engine.queue import JobQueue
+    from engine.db import sql
+    from engine.db.store import JobQueue
 
     url = server.create_database("bench_sql_floor")
     queue = JobQueue(url)

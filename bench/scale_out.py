@@ -28,9 +28,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import build_config
+from engine.core.config import build_config
+from engine.core.job import JobSpec
 from engine.engine import Engine
-from engine.job import JobSpec
 from tests.deploy.cluster import Cluster, wait_until
 from tests.deploy.ledger_jobs import create_ledger
 

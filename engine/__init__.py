@@ -12,12 +12,12 @@ Example::
         await engine.enqueue("greet", {"name": "world"})
 """
 
-from engine.config import Config, ConfigError, load_config
+from engine.core.config import Config, ConfigError, load_config
+from engine.core.job import Job, JobSpec, JobState, UniqueSpec
+from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
+from engine.core.registry import Registry, handler
 from engine.engine import Engine
-from engine.inserter import EnqueueError
-from engine.job import Job, JobSpec, JobState, UniqueSpec
-from engine.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
-from engine.registry import Registry, handler
+from engine.insert.inserter import EnqueueError
 
 __all__ = [
     "Cancel",

@@ -19,28 +19,28 @@ import anyio
 import asyncpg
 import structlog
 
-from engine.acker import Acker
-from engine.config import Config, load_config
-from engine.context import Resources
-from engine.cron import CronEntry
-from engine.cron_store import CronStatus, CronStore, config_entries
-from engine.cron_ticker import CronTicker
-from engine.dependencies import DependencySweeper
-from engine.embedded import EmbeddedPostgres
-from engine.events import Events
-from engine.executor import Executor
-from engine.flow import Followups, with_notification_queue
-from engine.inserter import Inserter
-from engine.job import Job, JobSpec
-from engine.lifeline import Lifeline
-from engine.limits import QueueLimits
-from engine.notifier import Notifier
-from engine.producer import Producer
-from engine.pruner import Pruner
-from engine.queue import JobQueue
-from engine.registry import Registry, default_registry
-from engine.secrets import Secrets
-from engine.stager import Stager
+from engine.core.config import Config, load_config
+from engine.core.context import Resources
+from engine.core.events import Events
+from engine.core.job import Job, JobSpec
+from engine.core.registry import Registry, default_registry
+from engine.core.secrets import Secrets
+from engine.cron.schedule import CronEntry
+from engine.cron.store import CronStatus, CronStore, config_entries
+from engine.cron.ticker import CronTicker
+from engine.db.embedded import EmbeddedPostgres
+from engine.db.store import JobQueue
+from engine.insert.dependencies import DependencySweeper
+from engine.insert.followups import Followups, with_notification_queue
+from engine.insert.inserter import Inserter
+from engine.maintenance.lifeline import Lifeline
+from engine.maintenance.pruner import Pruner
+from engine.maintenance.stager import Stager
+from engine.queues.acker import Acker
+from engine.queues.executor import Executor
+from engine.queues.limits import QueueLimits
+from engine.queues.notifier import Notifier
+from engine.queues.producer import Producer
 
 log = structlog.get_logger("jobengine")
 
@@ -272,7 +272,7 @@ class Engine:
 
     def _on_lease_lost(self, silent_for: float) -> None:
         """No heartbeat landed for nearly ``rescue_after``: stop every running job before
-        another node may rescue it (see engine/lifeline.py)."""
+        another node may rescue it (see engine/maintenance/lifeline.py)."""
         stopped = sum(producer.lose_lease(silent_for) for producer in self.producers.values())
         log.error("stopped running jobs: this node cannot reach the database", jobs=stopped,
                   silent_for=round(silent_for, 1))
@@ -408,7 +408,7 @@ class Engine:
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
                                conn: asyncpg.Connection | None = None) -> Job:
         """Insert a job document (SPEC §4), e.g. ``{"jobType": "log", "data": {...}, "delay": 5000}``."""
-        from engine.documents import parse_document
+        from engine.core.documents import parse_document
 
         (job,) = await self.enqueue_many([parse_document(document, kind=kind)], conn=conn)
         return job
@@ -417,7 +417,7 @@ class Engine:
     def _to_spec(item: JobSpec | Mapping[str, Any]) -> JobSpec:
         if isinstance(item, JobSpec):
             return item
-        from engine.documents import parse_document
+        from engine.core.documents import parse_document
 
         return parse_document(item)
 

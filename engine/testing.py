@@ -22,16 +22,16 @@ from typing import Any
 
 import anyio
 
-from engine.config import Config, build_config
-from engine.context import Resources
+from engine.core.config import Config, build_config
+from engine.core.context import Resources
+from engine.core.events import Events
+from engine.core.job import FINISHED_STATES, Job, JobSpec
+from engine.core.registry import Registry, default_registry
+from engine.core.secrets import Secrets
 from engine.engine import Engine
-from engine.events import Events
-from engine.executor import Completed, Executor, Failed, Outcome
-from engine.flow import Followups
-from engine.inserter import Inserter
-from engine.job import FINISHED_STATES, Job, JobSpec
-from engine.registry import Registry, default_registry
-from engine.secrets import Secrets
+from engine.insert.followups import Followups
+from engine.insert.inserter import Inserter
+from engine.queues.executor import Completed, Executor, Failed, Outcome
 
 DRAIN_NODE = "engine.testing.drain"
 

@@ -11,7 +11,7 @@ import random
 import anyio
 
 from engine import Job, handler
-from engine.context import HandlerContext
+from engine.core.context import HandlerContext
 
 
 @handler("demo.tick", queue="default", max_attempts=3)

@@ -3,7 +3,7 @@ they share.
 
 The composition root registers them::
 
-    from engine.registry import Registry
+    from engine.core.registry import Registry
     from handlers import register_builtin
 
     registry = Registry()
@@ -32,8 +32,8 @@ from pydantic import (
     WrapValidator,
 )
 
-from engine.outcomes import PermanentError
-from engine.registry import Registry
+from engine.core.outcomes import PermanentError
+from engine.core.registry import Registry
 
 __all__ = [
     "ArgsModel",

@@ -29,10 +29,10 @@ from multidict import CIMultiDict
 from pydantic import AfterValidator, BeforeValidator, Field
 from yarl import URL
 
-from engine.config import Config
-from engine.context import HandlerContext
-from engine.job import Job
-from engine.outcomes import PermanentError, RetryAfter
+from engine.core.config import Config
+from engine.core.context import HandlerContext
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError, RetryAfter
 from handlers import ArgsModel, Templated, validate_rendered
 from handlers.ssrf import SCHEMES, AddressPolicy, GuardedResolver
 

@@ -22,9 +22,9 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field
 
-from engine.config import Config
-from engine.context import HandlerContext
-from engine.job import Job
+from engine.core.config import Config
+from engine.core.context import HandlerContext
+from engine.core.job import Job
 from handlers import ArgsModel, Templated, validate_rendered
 
 Level = Literal["debug", "info", "warn", "warning", "error", "critical", "fatal"]

@@ -28,10 +28,10 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from engine.config import Config, SmtpConfig
-from engine.context import HandlerContext
-from engine.job import Job
-from engine.outcomes import PermanentError
+from engine.core.config import Config, SmtpConfig
+from engine.core.context import HandlerContext
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
 from handlers import ArgsModel, Templated, validate_rendered
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")

@@ -6,7 +6,7 @@ Example payload (the seed's)::
      "command": "cd /opt/game && ./restart-server.sh {{serverId}}", "timeout": 60000}
 
 The command is an operator-written template: every ``{{placeholder}}`` in it is replaced by
-its value as exactly one shell-quoted word (``engine.templating.render_shell``), so a value
+its value as exactly one shell-quoted word (``engine.core.templating.render_shell``), so a value
 can never start a second command. Host keys are always checked, against ``[ssh].known_hosts``
 or ``~/.ssh/known_hosts``: an unknown key and a changed key fail the job for good, each with
 its own message. On timeout the channel is closed (and the process signalled) so the remote
@@ -28,11 +28,11 @@ from typing import Annotated, Any
 import asyncssh
 from pydantic import AfterValidator, BaseModel, Field
 
-from engine.config import Config, SshConfig
-from engine.context import HandlerContext
-from engine.job import Job
-from engine.outcomes import PermanentError
-from engine.templating import render, render_shell
+from engine.core.config import Config, SshConfig
+from engine.core.context import HandlerContext
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
+from engine.core.templating import render, render_shell
 from handlers import ArgsModel, Templated, validate_rendered
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine.config import Config, build_config
+from engine.core.config import Config, build_config
 
 
 @pytest.fixture(scope="session")

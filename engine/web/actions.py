@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from engine.job import Job
+from engine.core.job import Job
 from engine.web.auth import Principal
 from engine.web.present import STATES
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.metrics import CONTENT_TYPE, Gauge
 from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import BadRequest, JobFilter
 from engine.web.app import ENGINE, METRICS, SNAPSHOTS, principal_of
+from engine.web.metrics import CONTENT_TYPE, Gauge
 from engine.web.openapi import openapi_document
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview

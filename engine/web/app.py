@@ -21,11 +21,11 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from engine.config import DashboardConfig
-from engine.metrics import Metrics
+from engine.core.config import DashboardConfig
 from engine.web import present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, Principal, set_session_cookie
+from engine.web.metrics import Metrics
 from engine.web.snapshot import Snapshots
 
 log = structlog.get_logger("jobengine.web")

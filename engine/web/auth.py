@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from engine.config import DashboardConfig
+from engine.core.config import DashboardConfig
 
 COOKIE = "jobengine_session"
 CSRF_FIELD = "csrf_token"

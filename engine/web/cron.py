@@ -17,7 +17,7 @@ log = structlog.get_logger("jobengine.web")
 
 
 def _store(engine: Any) -> Any:
-    from engine.cron_cli import cron_store
+    from engine.cli.cron import cron_store
 
     return cron_store(engine)
 

@@ -11,8 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.job import Job, JobState
-from engine.secrets import Secrets
+from engine.core.job import Job, JobState
+from engine.core.secrets import Secrets
 
 # Bull Board's grouping of the seven states, in display order.
 GROUPS: dict[str, tuple[str, ...]] = {

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from engine.config import ConfigError, DashboardConfig
+from engine.core.config import ConfigError, DashboardConfig
 
 log = structlog.get_logger("jobengine.web")
 LOCAL_ONLY = "127.0.0.1"

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from engine.sql import quote_ident
+from engine.db.sql import quote_ident
 
 REPO = Path(__file__).resolve().parents[2]
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -26,11 +26,11 @@ from typing import Any
 import anyio
 import asyncpg
 
-from engine.config import Config
-from engine.context import HandlerContext
-from engine.job import Job
-from engine.registry import handler
-from engine.sql import quote_ident
+from engine.core.config import Config
+from engine.core.context import HandlerContext
+from engine.core.job import Job
+from engine.core.registry import handler
+from engine.db.sql import quote_ident
 
 LEDGER_TABLE = """
 CREATE TABLE IF NOT EXISTS {schema}.ledger (

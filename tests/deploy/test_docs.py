@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 
-from engine.config import ConfigError, load_config
-from engine.migrate import migrate
+from engine.core.config import ConfigError, load_config
+from engine.db.migrate import migrate
 from tests.deploy import env_table
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from engine.config import load_config
+from engine.core.config import load_config
 from tests.deploy.dockerfile import (
     DockerIgnore,
     Instruction,
@@ -141,7 +141,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context() -
     for path in (".env", ".venv/bin/python", ".git/config", ".jobengine/pgdata/PG_VERSION", "tests/conftest.py",
                  "engine/__pycache__/cli.cpython-311.pyc", "jobengine.egg-info/PKG-INFO", "bench/scale_out.py"):
         assert ignore.excluded(path), path
-    for path in ("pyproject.toml", "README.md", "engine/cli.py", "engine/migrations/001_initial.sql",
+    for path in ("pyproject.toml", "README.md", "engine/cli/main.py", "engine/db/migrations/001_initial.sql",
                  "handlers/mail.py", "examples/demo.py"):
         assert not ignore.excluded(path), path
 

@@ -25,10 +25,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine.config import build_config
-from engine.cron import CronSchedule
+from engine.core.config import build_config
+from engine.core.job import JobSpec
+from engine.cron.schedule import CronSchedule
 from engine.engine import Engine
-from engine.job import JobSpec
 from tests.deploy.cluster import Cluster, node_pid, wait_until
 from tests.deploy.ledger_jobs import create_ledger
 

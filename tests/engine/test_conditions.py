@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine.conditions import ConditionEvalError, ConditionSyntaxError, parse_condition
-from engine.job import Job
-from engine.outcomes import PermanentError
-from engine.secrets import Secrets
-from engine.templating import Scope, build_scope
+from engine.core.conditions import ConditionEvalError, ConditionSyntaxError, parse_condition
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
+from engine.core.secrets import Secrets
+from engine.core.templating import Scope, build_scope
 
 
 def holds(text: str, **values: Any) -> bool:

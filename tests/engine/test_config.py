@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, env_overrides, load_config, parse_duration, parse_rate
+from engine.core.config import ConfigError, env_overrides, load_config, parse_duration, parse_rate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "jobengine.toml"
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.config import build_config
-from engine.cron import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry, CronSchedule, due_slots
+from engine.core.config import build_config
+from engine.cron.schedule import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry, CronSchedule, due_slots
 
 SEED_SCHEDULES = [
     "0 2 * * *", "0 9 * * 1", "0 0 1 * *", "*/5 * * * *",

@@ -11,14 +11,14 @@ import anyio.lowlevel
 import pytest
 import pytest_asyncio
 
-from engine.cron import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry
-from engine.cron_store import CronStore
-from engine.cron_ticker import CronTicker
-from engine.inserter import Inserter
-from engine.job import Job
-from engine.queue import Ack, JobQueue
-from engine.registry import Registry
-from engine.secrets import Secrets
+from engine.core.job import Job
+from engine.core.registry import Registry
+from engine.core.secrets import Secrets
+from engine.cron.schedule import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry
+from engine.cron.store import CronStore
+from engine.cron.ticker import CronTicker
+from engine.db.store import Ack, JobQueue
+from engine.insert.inserter import Inserter
 from tests.support.waiting import wait_until
 
 KIND = "cron.probe"
@@ -320,7 +320,7 @@ async def test_wake_picks_up_an_entry_added_elsewhere_at_once(store: CronStore) 
 async def test_cli_adds_lists_disables_and_removes_entries(start_engine: Callable[..., Any]) -> None:
     import argparse
 
-    from engine.cron_cli import add_cron_arguments, list_cron_entries, run_cron_command
+    from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
 
     engine = await start_engine(cron=[{"name": "daily-stats", "schedule": "0 1 * * *", "timezone": "Asia/Seoul",
                                        "job": {"jobType": "log", "data": {"message": "stats"}}}])
@@ -353,6 +353,6 @@ async def test_cli_adds_lists_disables_and_removes_entries(start_engine: Callabl
 
 
 def cron_store_of(engine: Any) -> CronStore:
-    from engine.cron_cli import cron_store
+    from engine.cli.cron import cron_store
 
     return cron_store(engine)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.documents import (
+from engine.core.documents import (
     DocumentError,
     classify_payload,
     is_document,
@@ -17,7 +17,7 @@ from engine.documents import (
     parse_document,
     spec_to_document,
 )
-from engine.job import JobSpec, UniqueSpec
+from engine.core.job import JobSpec, UniqueSpec
 
 SEED = Path("/work/shared/seeds/000_30c3509de9884d17.txt")
 

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 from engine import Engine
-from engine.config import build_config
+from engine.core.config import build_config
 from engine.testing import wait_for_job
 from tests.support.scripted import Recorder, scripted_registry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cron import CronConfigError
+from engine.cron.schedule import CronConfigError
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.waiting import wait_until
 

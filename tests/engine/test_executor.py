@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import backoff
+from engine.core import backoff
 from engine.testing import wait_for_job
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.waiting import wait_until

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine.job import Job
-from engine.queue import JobQueue
-from engine.sql import JOB_COLUMNS
+from engine.core.job import Job
+from engine.db.sql import JOB_COLUMNS
+from engine.db.store import JobQueue
 from tests.support import plans
 
 

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine import sql
-from engine.queue import JobQueue
+from engine.db import sql
+from engine.db.store import JobQueue
 from tests.support.plans import explain, scans
 
 LISTING = ("jobs_queue_listing_idx", "jobs_kind_listing_idx", "jobs_tags_listing_idx")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from engine.acker import Acker
-from engine.lifeline import Lifeline
-from engine.queue import Ack
+from engine.db.store import Ack
+from engine.maintenance.lifeline import Lifeline
+from engine.queues.acker import Acker
 from engine.testing import wait_for_job
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.tcpproxy import TcpProxy

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from engine.config import RetentionConfig
-from engine.pruner import Pruner
+from engine.core.config import RetentionConfig
+from engine.maintenance.pruner import Pruner
 from tests.support.scripted import scripted_registry
 from tests.support.waiting import wait_until
 

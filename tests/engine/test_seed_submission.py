@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from engine import Registry
-from engine.documents import classify_payload, loads_document_text
-from engine.job import Job
+from engine.core.documents import classify_payload, loads_document_text
+from engine.core.job import Job
 from engine.testing import wait_for_job
 from tests.engine.test_documents import CHAINING, CONDITIONAL, CRITICAL_BACKUP, PRIORITY, SEED_PAYLOADS
 from tests.support.waiting import wait_until

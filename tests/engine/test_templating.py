@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.job import Job
-from engine.outcomes import PermanentError
-from engine.secrets import Secrets
-from engine.templating import (
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
+from engine.core.secrets import Secrets
+from engine.core.templating import (
     Scope,
     UnresolvedPlaceholderError,
     UnsafeShellValueError,

@@ -24,9 +24,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine.config import build_config
+from engine.core.config import build_config
+from engine.core.registry import Registry
 from engine.engine import Engine
-from engine.registry import Registry
 from tests.support import ledger
 from tests.support.waiting import wait_until
 

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from engine.job import JobSpec
+from engine.core.job import JobSpec
 from tests.faults.conftest import BASE_SETTINGS, job_rows
 from tests.support.ledger import KIND, finished_ids, read_ledger, started_ids
 from tests.support.waiting import wait_until

@@ -9,7 +9,7 @@ import anyio
 import asyncpg
 import pytest
 
-from engine.job import JobSpec
+from engine.core.job import JobSpec
 from tests.faults.conftest import client_engine, job_rows
 from tests.support.ledger import KIND, finished_ids, read_ledger, started_ids
 from tests.support.waiting import wait_until

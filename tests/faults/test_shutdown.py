@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.job import JobSpec
+from engine.core.job import JobSpec
 from tests.faults.conftest import job_rows
 from tests.support.ledger import KIND, read_ledger, started_ids
 from tests.support.waiting import wait_until

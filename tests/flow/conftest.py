@@ -20,9 +20,9 @@ import pytest_asyncio
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope
 
-from engine.job import Job
-from engine.outcomes import PermanentError
-from engine.registry import Registry
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
+from engine.core.registry import Registry
 from tests.flow import workers
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.waiting import wait_until

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from engine import EnqueueError, JobSpec
-from engine.queue import Ack, JobQueue
+from engine.db.store import Ack, JobQueue
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from engine import EnqueueError
-from engine.documents import DocumentError
+from engine.core.documents import DocumentError
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder

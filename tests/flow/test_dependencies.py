@@ -10,7 +10,7 @@ import pytest
 
 from engine import EnqueueError, JobSpec
 from engine import dependencies as dependencies_module
-from engine.dependencies import FAR_FUTURE
+from engine.insert.dependencies import FAR_FUTURE
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder

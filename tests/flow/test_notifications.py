@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from engine import Engine
-from engine.config import ConfigError
-from engine.flow import NOTIFICATION_META, NOTIFICATION_QUEUE
+from engine.core.config import ConfigError
+from engine.insert.followups import NOTIFICATION_META, NOTIFICATION_QUEUE
 from engine.testing import wait_for_job
 from tests.flow.conftest import SmtpPeer, Webhook, flow_registry
 from tests.support.scripted import Recorder

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from engine import JobSpec
-from engine.queue import Ack, JobQueue
+from engine.db.store import Ack, JobQueue
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 
-from engine.job import Job
-from engine.registry import Registry, default_registry
+from engine.core.job import Job
+from engine.core.registry import Registry, default_registry
 
 SLEEP_KIND = "flow-sleep"
 

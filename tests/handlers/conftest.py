@@ -28,13 +28,13 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from pydantic import ValidationError
 
-from engine.config import Config, build_config
-from engine.context import HandlerContext, Resources
-from engine.job import Job
-from engine.outcomes import PermanentError
-from engine.registry import Registry
-from engine.secrets import Secrets
-from engine.templating import build_scope, render
+from engine.core.config import Config, build_config
+from engine.core.context import HandlerContext, Resources
+from engine.core.job import Job
+from engine.core.outcomes import PermanentError
+from engine.core.registry import Registry
+from engine.core.secrets import Secrets
+from engine.core.templating import build_scope, render
 from handlers import describe_validation_error, register_builtin
 
 REPO = Path(__file__).resolve().parents[2]

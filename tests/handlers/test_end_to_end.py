@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine import EnqueueError
-from engine.registry import Registry
+from engine.core.registry import Registry
 from engine.testing import wait_for_job
 from tests.handlers.conftest import REPO, SshPeer
 from tests.handlers.test_mail import WELCOME

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.outcomes import PermanentError, RetryAfter
+from engine.core.outcomes import PermanentError, RetryAfter
 from handlers.http import HttpArgs, HttpRequestError, parse_retry_after
 from tests.handlers.conftest import HttpPeer
 

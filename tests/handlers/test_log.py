@@ -8,8 +8,8 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from engine.context import HandlerContext
-from engine.job import Job
+from engine.core.context import HandlerContext
+from engine.core.job import Job
 from handlers.log import LogArgs, write_log
 
 SEED_LOGIN = {

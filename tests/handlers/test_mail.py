@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.outcomes import PermanentError
+from engine.core.outcomes import PermanentError
 from handlers.mail import MailArgs, MailDeliveryError
 from tests.handlers.conftest import SmtpPeer
 
@@ -111,7 +111,7 @@ async def test_header_injection_through_a_placeholder_delivers_nothing(
 
 async def test_the_handler_itself_refuses_a_line_break_in_a_header(make_harness, smtp_peer) -> None:
     # Even args that skipped validation (model_construct) never reach the server.
-    from engine.job import Job
+    from engine.core.job import Job
     from handlers.mail import build_message
 
     harness = make_harness(smtp=smtp_settings(smtp_peer))

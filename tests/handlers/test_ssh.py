@@ -10,8 +10,8 @@ import asyncssh
 import pytest
 from pydantic import ValidationError
 
-from engine.outcomes import PermanentError
-from engine.templating import UnsafeShellValueError
+from engine.core.outcomes import PermanentError
+from engine.core.templating import UnsafeShellValueError
 from handlers.ssh import HostKeyChangedError, HostKeyUnknownError, SshArgs, SshCommandError, SshError, ssh_pool
 from tests.handlers.conftest import SshPeer
 from tests.support.waiting import wait_until

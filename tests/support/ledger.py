@@ -31,8 +31,8 @@ from typing import Any
 
 import anyio
 
-from engine.job import Job
-from engine.registry import Registry, default_registry
+from engine.core.job import Job
+from engine.core.registry import Registry, default_registry
 
 LEDGER_ENV = "JOBENGINE_TEST_LEDGER"
 KIND = "ledger.work"

@@ -13,9 +13,9 @@ from typing import Any
 
 import anyio
 
-from engine.job import Job
-from engine.outcomes import Cancel, Discard, PermanentError, Snooze
-from engine.registry import Registry
+from engine.core.job import Job
+from engine.core.outcomes import Cancel, Discard, PermanentError, Snooze
+from engine.core.registry import Registry
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from engine.config import build_config
+from engine.core.config import build_config
 from engine.engine import Engine
 from engine.web.actions import JobFilter, list_jobs
 from engine.web.snapshot import Snapshots

@@ -12,9 +12,9 @@ import aiohttp
 import anyio
 import pytest_asyncio
 
+from engine.core.job import Job
+from engine.core.registry import Registry
 from engine.engine import Engine
-from engine.job import Job
-from engine.registry import Registry
 from engine.web import serve
 from tests.support.scripted import Recorder, scripted_registry
 

@@ -18,7 +18,7 @@ import anyio
 import asyncpg
 from playwright.async_api import async_playwright
 
-from engine.config import build_config
+from engine.core.config import build_config
 from engine.engine import Engine
 from engine.web import serve
 from tests.support.scripted import Recorder

@@ -92,8 +92,8 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
 
 
 async def _add_cron_entry(dashboard: Dashboard) -> None:
-    from engine.cron import CronEntry
-    from engine.cron_cli import cron_store
+    from engine.cli.cron import cron_store
+    from engine.cron.schedule import CronEntry
 
     await cron_store(dashboard.engine).add(CronEntry("nightly", "0 3 * * *", "Asia/Seoul",
                                                      {"jobType": "scripted", "data": {"action": "ok"}}))

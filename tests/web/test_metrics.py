@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from engine.events import JobEvent
-from engine.metrics import Gauge, Metrics
+from engine.core.events import JobEvent
+from engine.web.metrics import Gauge, Metrics
 from tests.support.waiting import wait_until
 from tests.web.conftest import Dashboard
 

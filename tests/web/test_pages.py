@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from engine.cron import CronEntry
-from engine.cron_cli import cron_store
+from engine.cli.cron import cron_store
+from engine.cron.schedule import CronEntry
 from tests.web.conftest import Dashboard, login
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from aiohttp import web
 
-from engine.config import DashboardConfig
+from engine.core.config import DashboardConfig
 from engine.web import listen_address
 from tests.support.waiting import wait_until
 from tests.web.conftest import READONLY_TOKEN, SECRET_VALUE, TOKEN, XSS, Dashboard, login

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engine import sql
-from engine.job import JobState
+from engine.core.job import JobState
+from engine.db import sql
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 

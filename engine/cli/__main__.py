@@ -1,0 +1,5 @@
+"""``python -m engine.cli``: the same as the ``jobengine`` command."""
+
+from engine.cli.main import main
+
+main()

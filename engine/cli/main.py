@@ -1,0 +1,260 @@
+"""The ``jobengine`` command line.
+
+    jobengine start                      run the queues (and dashboard) from config/jobengine.toml
+    jobengine migrate                    create or upgrade the schema
+    jobengine enqueue --file job.json    insert a job document
+    jobengine enqueue http --args '{"method": "GET", "url": "https://example.com"}'
+    jobengine jobs --state discarded     list jobs
+    jobengine retry 42 | cancel 42       operate on one job
+    jobengine stats                      counts per queue and state
+    jobengine cron                       cron entries and their next runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from engine.core.config import Config, ConfigError, load_config
+from engine.core.job import Job
+from engine.core.logs import configure_logging
+from engine.engine import Engine
+from engine.insert.inserter import EnqueueError
+
+log = structlog.get_logger("jobengine.cli")
+EXAMPLES = """examples:
+  jobengine start --config config/jobengine.toml
+  jobengine enqueue --file job.json                  # a whole job document with jobType
+  jobengine enqueue mail --file payload.json         # a bare payload: the document's data
+  jobengine enqueue log --args '{"level": "info", "message": "hi"}' --delay 5000
+  jobengine jobs --state discarded --queue default --json
+  jobengine retry 42
+
+Every setting can also come from the environment: JOBENGINE_DATABASE_URL,
+JOBENGINE_QUEUES__DEFAULT__CONCURRENCY=20, JOBENGINE_DASHBOARD__TOKEN=... (see README)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobengine", description="An asyncio job engine on Postgres.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: $JOBENGINE_CONFIG or "
+                        "config/jobengine.toml when present)")
+    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("start", parents=[common], help="run the engine (queues, cron, dashboard) until SIGTERM",
+                        description="Run the configured queues, cron and dashboard. SIGTERM/SIGINT drains "
+                        "gracefully (running jobs get shutdown_grace seconds); a second signal exits at once.")
+    commands.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+    enqueue = commands.add_parser("enqueue", parents=[common], help="insert a job",
+                                  description="Insert a job document (--file) or KIND with --args.",
+                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    enqueue.add_argument("kind", nargs="?", help="job kind (mail, http, ssh, log, or your own)")
+    enqueue.add_argument("--file", help="JSON file: a whole document (with jobType) or KIND's payload; - for stdin")
+    enqueue.add_argument("--args", help="the payload as a JSON object")
+    for name, help_text in (("--queue", "queue name"), ("--priority", "higher runs first"),
+                            ("--delay", "milliseconds"), ("--attempts", "max attempts")):
+        enqueue.add_argument(name, help=help_text, type=str if name == "--queue" else int)
+    jobs = commands.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    for name in ("--state", "--queue", "--kind", "--tag", "--search"):
+        jobs.add_argument(name)
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--before", type=int, help="show jobs with id below this (paging)")
+    for action in ("retry", "cancel", "delete", "show"):
+        sub = commands.add_parser(action, parents=[common], help=f"{action} one job")
+        sub.add_argument("job_id", type=int, metavar="ID")
+    commands.add_parser("stats", parents=[common], help="job counts per queue and state")
+    from engine.cli.cron import add_cron_arguments
+
+    add_cron_arguments(commands.add_parser("cron", parents=[common],
+                                           help="cron entries with their next run times; add/enable/disable"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``jobengine`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.exit(f"jobengine: {exc}")
+    configure_logging(config.logging)
+    command = COMMANDS[args.command]
+    try:
+        code = anyio.run(command, config, args)
+    except (ConfigError, EnqueueError, ValueError, ImportError) as exc:
+        sys.exit(f"jobengine: {exc}")
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code or 0)
+
+
+async def run_start(config: Config, args: argparse.Namespace) -> int:
+    engine = Engine(config=config)
+    if not engine.processing:
+        log.warning("no [queues] configured: this engine only inserts; add [queues.default] to run jobs")
+    await engine.start()
+    dashboard = AsyncExitStack()  # the web server stays up while the engine drains
+    try:
+        if config.dashboard.enabled:
+            from engine.web.server import serve_unless_busy
+
+            await dashboard.enter_async_context(serve_unless_busy(engine))
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for received in signals:
+                log.info("signal received; draining", signal=signal.Signals(received).name,
+                         grace=config.shutdown_grace)
+                break
+            async with anyio.create_task_group() as group:
+                group.start_soon(_hurry_on_second_signal, signals, engine)
+                await engine.stop()
+                group.cancel_scope.cancel()
+    finally:
+        await dashboard.aclose()
+        await engine.stop()
+    return 1 if engine.hurried else 0
+
+
+# After a second signal, how long returning the running jobs may take before the process exits anyway.
+HURRY_DEADLINE = 1.0
+
+
+async def _hurry_on_second_signal(signals: Any, engine: Engine) -> None:
+    """Second signal: cancel running jobs now and return them to the queue (unspent), then
+    exit 1; if the database cannot take them back within HURRY_DEADLINE, exit anyway and
+    let rescue return them."""
+    async for received in signals:
+        log.warning("second signal: cancelling running jobs and returning them to the queue now",
+                    signal=signal.Signals(received).name)
+        engine.hurry()
+        await anyio.sleep(HURRY_DEADLINE)
+        log.error("could not return running jobs in time; exiting; rescue will return them")
+        os._exit(1)
+
+
+async def run_migrate(config: Config, args: argparse.Namespace) -> int:
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        assert engine.queue is not None
+        applied = await engine.queue.migrate()
+    _print(args, {"schema": config.schema_name, "applied": []} if not applied else
+           {"schema": config.schema_name, "applied": [f"{m.version:03d}_{m.name}" for m in applied]},
+           lambda data: f"schema {data['schema']} is up to date")
+    return 0
+
+
+def _read_json(source: str) -> Any:
+    from engine.core.documents import loads_document_text
+
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return loads_document_text(text)
+
+
+async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
+    from engine.core.documents import classify_payload
+
+    if (args.file is None) == (args.args is None):
+        raise ValueError("give exactly one of --file and --args")
+    payload = _read_json(args.file) if args.file else json.loads(args.args)
+    spec = classify_payload(payload, args.kind)
+    overrides = {"queue": args.queue, "priority": args.priority, "max_attempts": args.attempts,
+                 "delay": args.delay / 1000 if args.delay is not None else None}
+    from dataclasses import replace
+
+    spec = replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        (job,) = await engine.enqueue_many([spec])
+    _print(args, job_json(job), lambda d: f"enqueued job {d['id']} ({d['kind']}) on {d['queue']}: {d['state']}")
+    return 0
+
+
+async def run_jobs(config: Config, args: argparse.Namespace) -> int:
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        jobs = await engine.list_jobs(state=args.state, queue=args.queue, kind=args.kind, tag=args.tag,
+                                      search=args.search, before_id=args.before, limit=args.limit)
+    rows = [job_json(job) for job in jobs]
+    _print(args, rows, lambda data: _table(data, ["id", "state", "queue", "kind", "attempt", "scheduled_at"]))
+    return 0
+
+
+async def run_job_action(config: Config, args: argparse.Namespace) -> int:
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        if args.command == "show":
+            job = await engine.get(args.job_id)
+            if job is None:
+                raise ValueError(f"no job {args.job_id}")
+            _print(args, job_json(job, full=True), lambda d: json.dumps(d, indent=2, default=str))
+            return 0
+        action: Callable[[int], Coroutine[Any, Any, bool]] = getattr(engine, args.command)
+        done = await action(args.job_id)
+    verb = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}[args.command]
+    failed = f"was not {verb} (finished, executing or absent)"
+    _print(args, {"id": args.job_id, verb: done}, lambda d: f"job {d['id']} {verb if done else failed}")
+    return 0 if done else 1
+
+
+async def run_stats(config: Config, args: argparse.Namespace) -> int:
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        stats = await engine.stats()
+    states = ["scheduled", "available", "executing", "retryable", "completed", "discarded", "cancelled"]
+    rows = [{"queue": queue, **{s: counts.get(s, 0) for s in states}} for queue, counts in sorted(stats.items())]
+    _print(args, stats, lambda _d: _table(rows, ["queue", *states]) if rows else "no jobs")
+    return 0
+
+
+async def run_cron(config: Config, args: argparse.Namespace) -> int:
+    from engine.cli.cron import list_cron_entries, run_cron_command
+
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        if args.action != "list":
+            data, text = await run_cron_command(engine, args)
+            _print(args, data, lambda _d: text)
+            return 0
+        entries = await list_cron_entries(engine)
+    _print(args, entries, lambda data: _table(data, list(data[0]) if data else []) if data else "no cron entries")
+    return 0
+
+
+def job_json(job: Job, *, full: bool = False) -> dict[str, Any]:
+    """A job as JSON-able data for output (args as stored: secrets never rendered)."""
+    data: dict[str, Any] = {
+        "id": job.id, "state": job.state, "queue": job.queue, "kind": job.kind, "attempt": job.attempt,
+        "max_attempts": job.max_attempts, "priority": job.priority, "tags": job.tags,
+        "scheduled_at": job.scheduled_at.isoformat() if job.scheduled_at else None,
+    }
+    if full:
+        data.update(args=job.args, meta=job.meta, errors=job.errors, result=job.result,
+                    inserted_at=job.inserted_at, attempted_at=job.attempted_at, completed_at=job.completed_at)
+    return data
+
+
+def _print(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else human(data))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "start": run_start, "migrate": run_migrate, "enqueue": run_enqueue, "jobs": run_jobs,
+    "retry": run_job_action, "cancel": run_job_action, "delete": run_job_action, "show": run_job_action,
+    "stats": run_stats, "cron": run_cron,
+}
+

@@ -1,0 +1,189 @@
+"""The cron ticker: wakes at each slot (and at least every minute), inserts the due
+slots' jobs, and sleeps again. It never runs handlers; producers run the jobs it inserts.
+
+Every engine that processes queues runs one. They need no leader: each slot is claimed
+in the database (see ``CRON_CLAIM_SLOT``), so whichever ticker claims it first inserts
+the job and the others insert nothing.
+
+Example::
+
+    ticker = CronTicker(store)                    # real clock
+    task_group.start_soon(ticker.run)
+    report = await CronTicker(store, clock=FakeClock(t)).tick()   # in tests
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import anyio
+import asyncpg
+import structlog
+
+from engine.core.job import Job
+from engine.cron.schedule import ON_TIME_GRACE, CronConfigError, CronSchedule, due_slots
+from engine.cron.store import CronStore
+
+__all__ = ["Clock", "CronTicker", "SystemClock", "TickReport"]
+
+log = structlog.get_logger("jobengine.cron")
+DB_ERRORS = (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError)
+RETRY_AFTER = timedelta(seconds=5)
+# Wake a hair after the slot so a timer firing early does not find it not yet due.
+WAKE_LATE = timedelta(milliseconds=5)
+
+
+class Clock(Protocol):
+    """Where the ticker gets time from; tests pass one they move by hand."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware."""
+        ...
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Return at (or after) ``when``."""
+        ...
+
+
+class SystemClock:
+    """The real clock. Sleeps are on the monotonic clock; the ticker re-reads the wall
+    clock after each one, and never sleeps past the next minute, so a stepped clock is
+    noticed within a minute."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await anyio.sleep(max(0.0, (when - self.now()).total_seconds()))
+
+
+@dataclass(slots=True)
+class TickReport:
+    """What one tick did: jobs inserted, (entry, slot) pairs skipped or claimed elsewhere."""
+
+    inserted: list[Job] = field(default_factory=list)
+    skipped: list[tuple[str, datetime]] = field(default_factory=list)
+    taken: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+class CronTicker:
+    """Inserts the jobs of due cron slots; see docs/cron.md for the policies.
+
+    Example::
+
+        ticker = CronTicker(CronStore(queue, inserter, entries), clock=SystemClock())
+        await ticker.run()      # until cancelled
+    """
+
+    def __init__(self, store: CronStore, *, clock: Clock | None = None, grace: float = ON_TIME_GRACE) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.grace = grace
+        self._schedules: dict[tuple[str, str], CronSchedule] = {}
+        self._active: list[CronSchedule] = []
+        self._sleeping: anyio.CancelScope | None = None
+        self._wake_pending = False
+        self._reported: dict[str, str] = {}  # entry -> last error logged, to log each error once
+
+    def wake(self) -> None:
+        """Reload entries and tick now (after a runtime change)."""
+        self._wake_pending = True
+        if self._sleeping is not None:
+            self._sleeping.cancel()
+
+    async def run(self) -> None:
+        """Write the config's entries, then tick at every slot until cancelled."""
+        while True:
+            try:
+                await self.store.sync_config(self.clock.now())
+                break
+            except DB_ERRORS as exc:
+                log.warning("cron: cannot write config entries; retrying", error=str(exc))
+                await self._sleep(self.clock.now() + RETRY_AFTER)
+        while True:
+            now = self.clock.now()
+            try:
+                await self.tick(now)
+                wake_at = self.next_wake(now)
+            except DB_ERRORS as exc:
+                log.warning("cron: tick failed; retrying", error=str(exc))
+                wake_at = now + RETRY_AFTER
+            except Exception:  # a bug here must not take the engine's queues down with it
+                log.exception("cron: tick failed unexpectedly; retrying")
+                wake_at = now + RETRY_AFTER
+            await self._sleep(wake_at)
+
+    async def _sleep(self, until: datetime) -> None:
+        if self._wake_pending:  # a change arrived while ticking: tick again at once
+            self._wake_pending = False
+            return
+        with anyio.CancelScope() as scope:
+            self._sleeping = scope
+            await self.clock.sleep_until(until)
+        self._sleeping = None
+        self._wake_pending = False
+
+    def next_wake(self, now: datetime) -> datetime:
+        """The next slot of any active entry, but no later than the next minute boundary
+        (entries are reloaded then: another process may have added one)."""
+        wake_at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        for schedule in self._active:
+            wake_at = min(wake_at, schedule.next_slot(now))
+        return wake_at + WAKE_LATE
+
+    async def tick(self, now: datetime | None = None) -> TickReport:
+        """Insert the jobs of every slot due at ``now`` (default: the clock's now)."""
+        now = self.clock.now() if now is None else now
+        report = TickReport()
+        active: list[CronSchedule] = []
+        rows = await self.store.queue.cron_list(enabled_only=True)
+        in_use = {(row["schedule"], row["timezone"]) for row in rows}
+        self._schedules = {key: value for key, value in self._schedules.items() if key in in_use}
+        for row in rows:
+            if row["source"] == "config" and row["name"] not in self.store.config_names:
+                continue  # a config entry fires only on engines whose config declares it
+            schedule = self._schedule(row)
+            if schedule is None:
+                continue
+            active.append(schedule)
+            for slot in due_slots(schedule, now, last_slot=row["last_slot"], active_since=row["active_since"],
+                                  catch_up=row["catch_up"], grace=self.grace):
+                await self._fire(row, slot, report)
+        self._active = active
+        return report
+
+    def _schedule(self, row: dict[str, Any]) -> CronSchedule | None:
+        key = (row["schedule"], row["timezone"])
+        if key not in self._schedules:
+            try:
+                self._schedules[key] = CronSchedule.parse(*key, entry=row["name"])
+            except CronConfigError as exc:
+                self._report_once(row["name"], "cron: entry cannot be scheduled", exc)
+                return None
+        return self._schedules[key]
+
+    async def _fire(self, row: dict[str, Any], slot: datetime, report: TickReport) -> None:
+        name = row["name"]
+        try:
+            outcome, job = await self.store.queue.cron_fire(
+                name, slot, row["schedule"], row["timezone"],
+                lambda document: self.store.job_row(name, document, slot))
+        except ValueError as exc:  # the job document no longer inserts (kind gone, ...)
+            self._report_once(name, "cron: job refused; slot left for another engine", exc, slot)
+            return
+        self._reported.pop(name, None)
+        if job is not None:
+            report.inserted.append(job)
+            log.info("cron: job inserted", entry=name, slot=slot.isoformat(), job_id=job.id)
+        elif outcome == "skipped":
+            report.skipped.append((name, slot))
+            log.info("cron: slot skipped, previous run still active", entry=name, slot=slot.isoformat())
+        else:
+            report.taken.append((name, slot))
+
+    def _report_once(self, name: str, message: str, exc: Exception, slot: datetime | None = None) -> None:
+        if self._reported.get(name) != str(exc):
+            self._reported[name] = str(exc)
+            log.error(message, entry=name, slot=slot.isoformat() if slot else None, error=str(exc))

@@ -1,0 +1,167 @@
+"""Turn insert requests (JobSpec) into rows: defaults from the handler, validation,
+and refusal of anything that must never reach the table."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.core.job import JobSpec
+from engine.core.registry import Registry
+from engine.core.secrets import Secrets
+from engine.insert.unique import ALL_STATES, parse_unique, unique_key
+
+MAX_ARGS_BYTES = 1_000_000
+
+
+# JobSpec fields stored in meta under their own name when set.
+_OPTIONAL_META = ("on_success", "on_failure", "condition", "failure_notification", "backoff")
+
+
+class EnqueueError(ValueError):
+    """A job was refused at enqueue; nothing was inserted. The message names the problem."""
+
+
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_json(value: Any, where: str) -> str:
+    """Compact JSON for ``value``, refusing what Postgres jsonb cannot hold."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise EnqueueError(f"{where} is not JSON: {exc}") from None
+    if "\\u0000" in text:
+        raise EnqueueError(f"{where} contains a NUL byte (\\u0000), which Postgres cannot store")
+    return text
+
+
+class Inserter:
+    """Builds insert rows for :meth:`engine.db.store.JobQueue.insert`.
+
+    Example::
+
+        rows = Inserter(registry, secrets).rows([JobSpec(kind="log", args={"message": "hi"})])
+    """
+
+    def __init__(self, registry: Registry, secrets: Secrets) -> None:
+        self.registry = registry
+        self.secrets = secrets
+
+    def rows(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
+        """One row per spec; raises :class:`EnqueueError` for the first bad one (naming its index
+        when there are several)."""
+        rows = []
+        for index, spec in enumerate(specs):
+            try:
+                rows.append(self.row(spec))
+            except EnqueueError as exc:
+                if len(specs) == 1:
+                    raise
+                raise EnqueueError(f"job #{index} ({spec.kind}): {exc}") from None
+        return rows
+
+    def row(self, spec: JobSpec) -> dict[str, Any]:
+        try:
+            handler = self.registry.get(spec.kind)
+        except LookupError as exc:
+            raise EnqueueError(str(exc)) from None
+        if not isinstance(spec.args, dict):
+            raise EnqueueError(f"args must be a JSON object, not {type(spec.args).__name__}")
+        self._validate_args(spec, handler.args_model)
+        args_json = encode_json(spec.args, "args")  # measured and checked here, sent as is
+        if len(args_json) > MAX_ARGS_BYTES:
+            raise EnqueueError(f"args are larger than {MAX_ARGS_BYTES} bytes")
+        meta = self._meta(spec)
+        if meta:
+            encode_json(meta, "job options (vars, onSuccess, ...)")
+            self.secrets.check_not_present(meta, "job options")
+        self.secrets.check_not_present(spec.args, "args")
+        queue = spec.queue or handler.queue
+        row: dict[str, Any] = {
+            "queue": queue,
+            "kind": spec.kind,
+            "args": spec.args,
+            "args_json": args_json,
+            "meta": meta,
+            "priority": _int("priority", spec.priority, handler.priority),
+            "max_attempts": _positive("max_attempts", spec.max_attempts, handler.max_attempts),
+            "timeout": _seconds("timeout", spec.timeout if spec.timeout is not None else handler.timeout),
+            "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
+            "delay": _seconds("delay", spec.delay),
+            "tags": sorted({*spec.tags, *handler.tags}) if spec.tags or handler.tags else [],
+            "unique_key": None,
+            "unique_states": None,
+        }
+        if spec.unique is not None:
+            self._apply_unique(spec, queue, row)
+        if spec.condition is not None or spec.on_success or spec.on_failure or spec.depends_on:
+            from engine.insert.followups import check_flow  # flow control; imported here: flow imports this module
+
+            check_flow(self, spec, row)
+        return row
+
+    def _validate_args(self, spec: JobSpec, model: Any) -> None:
+        if model is None:
+            return
+        try:
+            model.model_validate(spec.args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
+            )
+            raise EnqueueError(f"invalid args for {spec.kind!r}: {problems}") from None
+
+    @staticmethod
+    def _meta(spec: JobSpec) -> dict[str, Any]:
+        meta: dict[str, Any] = dict(spec.extra_meta)
+        if spec.vars:
+            meta["vars"] = spec.vars
+        if spec.depends_on:
+            meta["depends_on"] = list(spec.depends_on)
+        for key in _OPTIONAL_META:  # the plain job has none: a bulk insert pays only these reads
+            value = getattr(spec, key)
+            if value is not None:
+                meta[key] = value
+        return meta
+
+    @staticmethod
+    def _apply_unique(spec: JobSpec, queue: str, row: dict[str, Any]) -> None:
+        try:
+            unique = parse_unique(spec.unique)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise EnqueueError(str(exc)) from None
+        if unique is None:
+            return
+        keyed = JobSpec(kind=spec.kind, args=spec.args, queue=queue)
+        row["unique_key"] = unique_key(keyed, unique)
+        row["unique_states"] = [s for s in ALL_STATES if s in unique.states]
+
+
+def _int(name: str, value: int | None, default: int) -> int:
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EnqueueError(f"{name} must be an integer, not {value!r}")
+    if not -1_000_000 <= value <= 1_000_000:
+        raise EnqueueError(f"{name} must be between -1000000 and 1000000")
+    return value
+
+
+def _positive(name: str, value: int | None, default: int) -> int:
+    value = _int(name, value, default)
+    if value < 1:
+        raise EnqueueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise EnqueueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    return float(value)

@@ -1,0 +1,185 @@
+"""Heartbeats for this node, rescue of jobs left executing by nodes that died, and the
+fence that stops this node's own jobs before other nodes may rescue them.
+
+The lease rule: a node whose heartbeat is older than ``rescue_after`` is presumed dead and
+its ``executing`` jobs are returned to the queue by whichever node looks first. A node that
+is alive but cannot reach the database (a partition, a long outage) cannot tell the others,
+so it stops its running jobs itself, ``heartbeat_interval`` before its lease can expire:
+a job never runs on two nodes at once. The stopped jobs go back without spending an
+attempt, through the same fenced ack as any outcome, once the database answers again
+(or are rescued by another node first; the late ack then changes nothing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from engine.core.config import LifelineConfig
+from engine.core.job import Job
+from engine.db.store import Ack, JobQueue
+
+log = structlog.get_logger("jobengine.lifeline")
+
+
+def lease_lost_ack(job: Job, silent_for: float) -> Ack:
+    """The ack that returns a job this node stopped because its lease may have expired:
+    available again at once, the attempt not spent, the reason recorded."""
+    error = {"attempt": job.attempt, "at": datetime.now(UTC).isoformat(), "kind": "rescued",
+             "error": f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s, so another "
+                      "node may rescue the job; returned to be retried"}
+    return Ack(job_id=job.id, attempt=job.attempt, attempted_at=job.attempted_at or datetime.now(UTC),
+               state="available", delay=0.0, refund=True, error=error)
+
+
+class Lifeline:
+    """Every ``heartbeat_interval``: heartbeat this node, then rescue the jobs of nodes
+    silent for ``rescue_after`` seconds.
+
+    Callbacks: ``on_recovered()`` when heartbeats land again after failing (retry now,
+    not after a backoff); ``on_lease_lost(silent_for)`` when they have failed for so long
+    that other nodes may soon rescue this node's jobs; ``on_discarded(job)`` gives the
+    follow-up rows (onFailure, failure notification) of a job the rescue discards;
+    ``known_jobs()`` the ids this node runs or has yet to ack: any other job executing
+    under its name for over ``claim_grace`` seconds is an orphan too (a lost claim).
+
+    Example::
+
+        lifeline = Lifeline(queue, node="web-1.42", queues=["default"], config=config.lifeline)
+        await lifeline.beat()        # register (and rescue this name's earlier life)
+        await lifeline.run()         # until cancelled
+        lifeline.healthy             # False while heartbeats fail
+    """
+
+    def __init__(self, queue: JobQueue, *, node: str, queues: Sequence[str], config: LifelineConfig,
+                 meta: dict[str, Any] | None = None, on_recovered: Callable[[], None] | None = None,
+                 on_lease_lost: Callable[[float], None] | None = None,
+                 on_discarded: Callable[[Job], Sequence[dict[str, Any]]] | None = None,
+                 known_jobs: Callable[[], Collection[int]] | None = None, claim_grace: float = 30.0) -> None:
+        self.queue = queue
+        self.node = node
+        self.queues = list(queues)
+        self.config = config
+        self.meta = meta or {}
+        self.on_recovered = on_recovered
+        self.on_lease_lost = on_lease_lost
+        self.on_discarded = on_discarded
+        self.known_jobs = known_jobs
+        self.claim_grace = claim_grace
+        self.rescued_total = 0
+        self.failures = 0
+        self._last_ok: float | None = None  # monotonic time the last landed heartbeat was sent
+        self._registered = False
+        self._retired = False
+        self._beat_lock = anyio.Lock()
+        self._fenced = False
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last heartbeat that landed was sent (None: none yet)."""
+        return None if self._last_ok is None else time.monotonic() - self._last_ok
+
+    @property
+    def healthy(self) -> bool:
+        """True while heartbeats land: the last one succeeded, within two intervals."""
+        age = self.heartbeat_age
+        limit = max(2 * self.config.heartbeat_interval, self.config.heartbeat_interval + 1.0)
+        return self.failures == 0 and age is not None and age <= limit
+
+    @property
+    def fence_after(self) -> float:
+        """Seconds without a landed heartbeat after which this node stops its jobs."""
+        return self.config.rescue_after - min(self.config.heartbeat_interval, self.config.rescue_after / 2)
+
+    # --- work --------------------------------------------------------------------------------
+
+    async def beat(self) -> None:
+        """Heartbeat once. The first time, also rescue jobs still claimed under this node's
+        name: with a fixed ``node_name`` they belong to the process this one replaces."""
+        sent = time.monotonic()
+        async with self._beat_lock:
+            if self._retired:
+                return
+            await self.queue.heartbeat(self.node, self.queues, self.meta)
+        self._last_ok = sent
+        if not self._registered:
+            self._registered = True
+            await self.rescue(starting=True)
+
+    async def retire(self) -> None:
+        """Send no more heartbeats (waiting out one in flight), so the node row that a clean
+        shutdown deletes next cannot be re-created by a late upsert."""
+        async with self._beat_lock:
+            self._retired = True
+
+    async def rescue(self, *, starting: bool = False) -> list[Job]:
+        """Rescue orphaned jobs once; returns them in their new state. ``starting``: this
+        node runs nothing yet, so every job held under its name is an orphan."""
+        known = () if starting or self.known_jobs is None else list(self.known_jobs())
+        jobs = await self.queue.rescue_orphaned(
+            self.config.rescue_after, self.config.max_rescues, node=self.node, known=known,
+            claim_grace=0.0 if starting else self.claim_grace,
+            on_discarded=self._followups if self.on_discarded is not None else None)
+        if jobs:
+            self.rescued_total += len(jobs)
+            discarded = [job.id for job in jobs if job.state == "discarded"]
+            log.warning("rescued orphaned jobs", count=len(jobs), discarded=discarded[:20],
+                        jobs=[job.id for job in jobs][:20], nodes=sorted({str(job.attempted_by) for job in jobs}))
+        return jobs
+
+    def _followups(self, job: Job) -> Sequence[dict[str, Any]]:
+        """The discarded job's follow-up rows; a failure here must not block every rescue."""
+        assert self.on_discarded is not None
+        try:
+            return self.on_discarded(job)
+        except Exception:
+            log.exception("follow-ups of a discarded job failed; discarding without them", job_id=job.id)
+            return ()
+
+    async def run(self) -> None:
+        """Heartbeat and rescue until cancelled; never ends on a database fault."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._watch_lease)
+            while True:
+                await self._tick()
+                await anyio.sleep(self.config.heartbeat_interval)
+
+    async def _tick(self) -> None:
+        try:
+            await self.beat()
+        except Exception as exc:  # a database fault must not end the lifeline
+            self.failures += 1
+            log.warning("heartbeat failed", error=str(exc) or type(exc).__name__, failures=self.failures,
+                        silent_for=round(self.heartbeat_age or 0.0, 1))
+            return
+        if self.failures:
+            log.info("heartbeats landing again; resuming", failed_beats=self.failures)
+            self.failures = 0
+            self._fenced = False
+            if self.on_recovered is not None:
+                self.on_recovered()
+        try:
+            await self.rescue()
+        except Exception as exc:
+            log.warning("rescue failed", error=str(exc) or type(exc).__name__)
+
+    async def _watch_lease(self) -> None:
+        """Apart from the beat loop, which a hanging query may hold up: stop this node's
+        jobs once no heartbeat has landed for ``fence_after`` seconds."""
+        while True:
+            age = self.heartbeat_age
+            if age is not None and age >= self.fence_after and not self._fenced:
+                self._fenced = True
+                log.error("heartbeats failing: stopping this node's running jobs before other nodes may "
+                          "rescue them", silent_for=round(age, 1), rescue_after=self.config.rescue_after)
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost(age)
+            wait = self.fence_after - (age or 0.0)
+            await anyio.sleep(wait if wait > 0 and not self._fenced else self.config.heartbeat_interval)

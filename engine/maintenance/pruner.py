@@ -1,0 +1,52 @@
+"""Deletes finished jobs after their retention, in bounded batches."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import structlog
+
+from engine.core.config import RetentionConfig
+from engine.db.store import JobQueue
+
+log = structlog.get_logger("jobengine.pruner")
+
+
+class Pruner:
+    """Every ``retention.interval``: delete completed, cancelled and discarded jobs older
+    than their retention, ``batch_size`` rows per statement, so no prune holds many locks
+    or one long transaction however much has piled up.
+
+    Example::
+
+        pruner = Pruner(queue, config.retention)
+        deleted = await pruner.prune_once()    # or: await pruner.run() until cancelled
+    """
+
+    def __init__(self, queue: JobQueue, config: RetentionConfig) -> None:
+        self.queue = queue
+        self.config = config
+        self.pruned_total = 0
+
+    async def prune_once(self) -> int:
+        """Delete batches until one is not full; returns how many rows went."""
+        total = 0
+        while True:
+            deleted = await self.queue.prune(self.config.completed, self.config.cancelled,
+                                             self.config.discarded, self.config.batch_size)
+            total += deleted
+            self.pruned_total += deleted
+            if deleted < self.config.batch_size:
+                return total
+            await anyio.lowlevel.checkpoint()  # let job work in between batches
+
+    async def run(self) -> None:
+        """Prune on the interval until cancelled; never ends on a database fault."""
+        while True:
+            try:
+                deleted = await self.prune_once()
+                if deleted:
+                    log.info("pruned finished jobs", count=deleted)
+            except Exception as exc:  # a database fault must not end pruning; the next round retries
+                log.warning("pruning failed", error=str(exc) or type(exc).__name__)
+            await anyio.sleep(self.config.interval)

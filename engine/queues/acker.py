@@ -1,0 +1,148 @@
+"""Batched, fenced acks: attempts' outcomes are buffered and written together.
+
+A flush takes everything buffered so far, so batches grow with load and an idle
+engine acks at once. A flush that fails on a database fault (the network, a restart,
+a timeout) is retried with capped, jittered backoff, cut short when the database is
+known to answer again: acks that could not be written during an outage land when it
+ends. An ack that Postgres refuses for itself (bad data) is isolated from its batch
+and the job discarded with the reason, so one bad ack never blocks the others.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import anyio
+import asyncpg
+import structlog
+
+from engine.db.store import Ack, JobQueue, is_transient
+
+MAX_BATCH = 1_000
+RETRY_CAP = 5.0
+# At shutdown, the last flush gets this long (the engine has usually flushed already).
+FINAL_FLUSH = 2.0
+
+log = structlog.get_logger("jobengine.acker")
+
+
+class Acker:
+    """Collects acks from job tasks and writes them in batches.
+
+    Example::
+
+        acker.put(ack)          # never blocks, never raises
+        await acker.flush()     # write everything buffered (at shutdown)
+    """
+
+    def __init__(self, queue: JobQueue, *,
+                 on_applied: Callable[[Sequence[Ack], set[int]], None] | None = None) -> None:
+        self.queue = queue
+        self.on_applied = on_applied
+        self._pending: list[Ack] = []
+        self._event = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._nudge = anyio.Event()
+        self._lock = anyio.Lock()  # one flush at a time: two would write, then drop, the same batch
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def pending_ids(self) -> list[int]:
+        """Jobs whose outcome is buffered, not yet written."""
+        return [ack.job_id for ack in self._pending]
+
+    def put(self, ack: Ack) -> None:
+        self._pending.append(ack)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._event.set()
+
+    def nudge(self) -> None:
+        """The database answers again: retry a failed flush now."""
+        self._nudge.set()
+
+    async def run(self) -> None:
+        """Flush whenever acks arrive, until cancelled; then flush what is left (shielded)."""
+        try:
+            while True:
+                await self._event.wait()
+                self._event = anyio.Event()
+                await self.flush()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_FLUSH):
+                await self.flush()
+            if self._pending:
+                log.warning("acks not written at shutdown; their jobs will be rescued and run again",
+                            count=len(self._pending), job_ids=self.pending_ids()[:20])
+
+    async def wait_idle(self) -> None:
+        """Wait until every ack put so far is written."""
+        await self._idle.wait()
+
+    async def flush(self) -> None:
+        """Write every buffered ack, retrying database faults until they land."""
+        async with self._lock:
+            failures = 0
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # only faults get here: _write isolates refused acks
+                    failures += 1
+                    await self._back_off(exc, failures)
+                    continue
+                failures = 0
+                del self._pending[: len(batch)]
+            self._idle.set()
+
+    async def _back_off(self, exc: Exception, failures: int) -> None:
+        delay = min(RETRY_CAP, 0.1 * 2**failures) * (0.5 + random.random())
+        log.warning("ack write failed; retrying", error=str(exc) or type(exc).__name__,
+                    pending=len(self._pending), retry_in=round(delay, 2))
+        self._nudge = anyio.Event()
+        with anyio.move_on_after(delay):
+            await self._nudge.wait()
+
+    async def _write(self, batch: list[Ack]) -> None:
+        try:
+            applied = await self.queue.finish(batch)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            if len(batch) > 1:
+                for ack in batch:  # isolate the ack Postgres refuses
+                    await self._write([ack])
+                return
+            applied = await self._refused(batch[0], exc)
+        stale = [ack.job_id for ack in batch if ack.job_id not in applied]
+        if stale:
+            log.info("stale acks ignored (job was rescued, cancelled or re-claimed)", job_ids=stale[:50],
+                     count=len(stale))
+        if self.on_applied is not None:
+            self.on_applied(batch, applied)
+
+    async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
+        """Postgres refuses this ack for itself: discard the job, saying why."""
+        log.error("ack refused by Postgres; discarding job", job_id=ack.job_id, error=str(exc))
+        error = {"kind": "error", "attempt": ack.attempt, "error": f"result could not be stored: {exc}"[:2_000]}
+        try:
+            return await self.queue.finish([replace(ack, state="discarded", result=None, delay=None,
+                                                    refund=False, error=error, followups=())])
+        except Exception as again:
+            if not refused(again):
+                raise
+            log.error("could not record the refused ack; the job will be rescued as unknown",
+                      job_id=ack.job_id, error=str(again))
+            return set()
+
+
+def refused(exc: BaseException) -> bool:
+    """Postgres (or asyncpg's encoder) rejects the ack itself, so retrying cannot help.
+    Anything else, known fault or not, is retried: dropping an outcome is worse than waiting."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return not is_transient(exc)
+    return isinstance(exc, ValueError)  # asyncpg's client-side DataError

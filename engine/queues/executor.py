@@ -1,0 +1,240 @@
+"""Runs one attempt of one job as a pipeline of small steps: resolve the handler,
+render placeholders, check the condition, validate args, run under the timeout,
+map the outcome to an ack."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import ValidationError
+
+from engine.core import backoff
+from engine.core.context import HandlerContext, Resources
+from engine.core.events import Events, JobEvent
+from engine.core.job import Job
+from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
+from engine.core.registry import HandlerSpec, Registry
+from engine.core.secrets import Secrets
+from engine.db.store import Ack
+from engine.insert.followups import Followups
+
+MAX_ERROR_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+MAX_RESULT_BYTES = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: BaseException
+    traceback: str
+
+
+Outcome = Completed | Failed | Snooze | Cancel | Discard
+
+
+class Executor:
+    """Performs attempts and turns their outcomes into acks.
+
+    Example::
+
+        ack = await executor.execute(job)      # never raises for handler errors
+    """
+
+    def __init__(self, *, registry: Registry, resources: Resources, secrets: Secrets,
+                 followups: Followups, events: Events, logger: Any | None = None) -> None:
+        self.registry = registry
+        self.resources = resources
+        self.secrets = secrets
+        self.followups = followups
+        self.events = events
+        self.log = logger or structlog.get_logger("jobengine.executor")
+
+    async def execute(self, job: Job) -> Ack:
+        """Run one attempt of ``job`` and return the ack describing its outcome."""
+        start = time.perf_counter()
+        events = self.events.active  # a no-op job costs less than building its two events
+        if events:
+            self.events.emit(JobEvent("job.start", job.id, job.kind, job.queue, job.attempt,
+                                      queue_time=_queue_time(job)))
+        outcome = await self.perform(job)
+        ack = self.to_ack(job, outcome)
+        error = ack.error.get("error") if ack.error else None
+        if events:
+            self.events.emit(JobEvent("job.stop", job.id, job.kind, job.queue, job.attempt,
+                                      state=ack.state, duration=time.perf_counter() - start, error=error))
+        if isinstance(outcome, Failed):
+            self.log.warning("job failed", job_id=job.id, kind=job.kind, attempt=job.attempt,
+                             next_state=ack.state, error=error)
+        return ack
+
+    async def perform(self, job: Job) -> Outcome:
+        """The outcome of one attempt; handler exceptions become :class:`Failed`."""
+        try:
+            spec = self.registry.get(job.kind)
+            # The scope (and the context holding it) costs more than a no-op job: build it
+            # only when a condition, the handler or a placeholder will read it.
+            context = None
+            args = job.args
+            if spec.takes_context or job.meta.get("condition") or (spec.render_args and _has_placeholder(args)):
+                context = self._context(job)
+                verdict = self._check_condition(job, context.scope)
+                if verdict is not None:
+                    return verdict
+                if spec.render_args:
+                    args = _render(args, context.scope)
+            if spec.render_args and spec.args_model is not None:
+                args = _validate(spec, args)
+            view = job if args is job.args else replace(job, args=args)
+            value = await self._run(spec, view, context)
+            return self._check_value(value)
+        except Exception as exc:
+            return Failed(exc, traceback.format_exc())
+
+    def _context(self, job: Job) -> HandlerContext:
+        from engine.core.templating import build_scope
+
+        scope = build_scope(job, self.secrets)
+        return HandlerContext(config=self.resources.config, resources=self.resources, secrets=self.secrets,
+                              logger=self.log.bind(job_id=job.id, kind=job.kind), scope=scope)
+
+    def _check_condition(self, job: Job, scope: Any) -> Outcome | None:
+        text = job.meta.get("condition")
+        if not text:
+            return None
+        from engine.core.conditions import parse_condition
+
+        condition = parse_condition(text)
+        if condition.evaluate(scope):
+            return None
+        return Cancel(self.secrets.redact_text(condition.describe(scope)))
+
+    async def _run(self, spec: HandlerSpec, job: Job, context: HandlerContext | None) -> Any:
+        timeout = job.timeout if job.timeout is not None else spec.timeout
+        if not timeout:  # no limit: no cancel scope to build
+            return await (spec.func(job, context) if spec.takes_context else spec.func(job))
+        with anyio.fail_after(timeout if timeout else math.inf):
+            if spec.takes_context:
+                return await spec.func(job, context)
+            return await spec.func(job)
+
+    @staticmethod
+    def _check_value(value: Any) -> Outcome:
+        if value is None or type(value) in _SCALARS:
+            return Completed(value)
+        if isinstance(value, Snooze | Cancel | Discard):
+            return value
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"handler returned a value that is not JSON ({type(value).__name__}): {exc}") from None
+        return Completed(value)
+
+    def to_ack(self, job: Job, outcome: Outcome) -> Ack:
+        """Map an outcome to the state transition that records it."""
+        attempted_at = job.attempted_at or datetime.now(UTC)
+        if type(outcome) is Completed:  # the common case, built in one go
+            result = self._cap_result(self.secrets.redact(outcome.value))
+            return Ack(job_id=job.id, attempt=job.attempt, attempted_at=attempted_at, state="completed",
+                       result=result, followups=self.followups.on_completed(job, result))
+        base = Ack(job_id=job.id, attempt=job.attempt, attempted_at=attempted_at, state="completed")
+        match outcome:
+            case Snooze(seconds):
+                return replace(base, state="scheduled", delay=seconds, refund=True)
+            case Cancel(reason):
+                return replace(base, state="cancelled", error=self._entry(job, "cancelled", reason))
+            case Discard(reason):
+                error = self._entry(job, "discarded", reason)
+                return replace(base, state="discarded", error=error,
+                               followups=self.followups.on_discarded(job, error))
+            case Failed(exc, trace):
+                return self._failure(job, base, exc, trace)
+        raise AssertionError(f"unhandled outcome {outcome!r}")
+
+    def _failure(self, job: Job, base: Ack, exc: BaseException, trace: str) -> Ack:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            message = f"TimeoutError: job exceeded its timeout of {job.timeout}s"
+        error = self._entry(job, "error", message, trace)
+        if isinstance(exc, PermanentError) or job.attempt >= job.max_attempts:
+            return replace(base, state="discarded", error=error, followups=self.followups.on_discarded(job, error))
+        delay = self._backoff(job)
+        if isinstance(exc, RetryAfter):
+            delay = max(delay, exc.seconds)
+        return replace(base, state="retryable", delay=delay, error=error)
+
+    def _backoff(self, job: Job) -> float:
+        if job.meta.get("backoff"):
+            return backoff.from_document(job.meta["backoff"])(job.attempt)
+        spec = self.registry.get(job.kind) if job.kind in self.registry else None
+        if spec is not None and spec.backoff is not None:
+            return float(spec.backoff(job.attempt))
+        return backoff.exponential(job.attempt)
+
+    def _entry(self, job: Job, kind: str, message: str, trace: str | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "attempt": job.attempt,
+            "at": datetime.now(UTC).isoformat(),
+            "kind": kind,
+            "error": self.secrets.redact_text(message)[:MAX_ERROR_CHARS],
+        }
+        if trace:
+            entry["traceback"] = self.secrets.redact_text(trace)[-MAX_TRACEBACK_CHARS:]
+        return entry
+
+    @staticmethod
+    def _cap_result(result: Any) -> Any:
+        if result is None or type(result) in (int, float, bool):
+            return result
+        text = json.dumps(result, ensure_ascii=False)
+        if len(text) <= MAX_RESULT_BYTES:
+            return result
+        return {"truncated": True, "bytes": len(text), "preview": text[:2_000]}
+
+
+_SCALARS = frozenset({str, int, bool})  # exact types: always JSON, no NaN to refuse
+
+
+def _has_placeholder(value: Any) -> bool:
+    """True when a string in ``value`` may hold a ``{{placeholder}}`` (rendering is a no-op otherwise)."""
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, dict):
+        return any(_has_placeholder(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_placeholder(item) for item in value)
+    return False
+
+
+def _render(args: Any, scope: Any) -> Any:
+    from engine.core.templating import render
+
+    return render(args, scope)
+
+
+def _validate(spec: HandlerSpec, args: Any) -> Any:
+    if spec.args_model is None:
+        return args
+    try:
+        return spec.args_model.model_validate(args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
+        raise PermanentError(f"invalid args for {spec.kind!r}: {problems}") from None
+
+
+def _queue_time(job: Job) -> float | None:
+    if job.attempted_at and job.scheduled_at:
+        return max(0.0, (job.attempted_at - job.scheduled_at).total_seconds())
+    return None
