@@ -43,8 +43,8 @@ from typing import Any
 
 import anyio
 
-from engine import executor as executor_module
-from engine import queue as queue_module
+from engine.queues import executor as executor_module
+from engine.db import store as queue_module
 from engine.core.job import Job
 from engine.db import sql
 
@@ -63,7 +63,7 @@ def _ack_transaction() -> None:
             await self._settle_dependents_of(conn, acks, applied)
         return set(applied)
 
-    queue_module.JobQueue.finish = finish  # type: ignore[method-assign]
+    queue_module.JobStore.finish = finish  # type: ignore[method-assign]
 
 
 def _executor_slow_path() -> None:

@@ -113,10 +113,10 @@ async def sql_floor(server: BenchServer, *, jobs: int = 20_000, batch: int = 32)
     reaches is the cost of jobengine's table and statements; the engine's drain divided by
     it is what the Python engine around them costs."""
     from engine.db import sql
-    from engine.db.store import JobQueue
+    from engine.db.store import JobStore
 
     url = server.create_database("bench_sql_floor")
-    queue = JobQueue(url)
+    queue = JobStore(url)
     await queue.migrate()
     statements = sql.render("jobengine")
     claim_conn, ack_conn = await asyncpg.connect(url), await asyncpg.connect(url)

@@ -13,11 +13,11 @@ Example::
 """
 
 from engine.core.config import Config, ConfigError, load_config
+from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobSpec, JobState, UniqueSpec
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import Registry, handler
 from engine.engine import Engine
-from engine.insert.inserter import EnqueueError
 
 __all__ = [
     "Cancel",

@@ -3,10 +3,9 @@ housekeeping from one Config and runs them in one task group."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
+import json
 import os
-import random
 import socket
 import sys
 import uuid
@@ -19,28 +18,28 @@ import anyio
 import asyncpg
 import structlog
 
+from engine.core import backoff
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
+from engine.core.documents import parse_document
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
-from engine.cron.ticker import CronTicker
 from engine.db.embedded import EmbeddedPostgres
-from engine.db.store import JobQueue
-from engine.insert.dependencies import DependencySweeper
+from engine.db.faults import CONNECTION_ERRORS
+from engine.db.store import JobStore
 from engine.insert.followups import Followups, with_notification_queue
 from engine.insert.inserter import Inserter
 from engine.maintenance.lifeline import Lifeline
-from engine.maintenance.pruner import Pruner
-from engine.maintenance.stager import Stager
+from engine.node import NodeSupervisor
 from engine.queues.acker import Acker
 from engine.queues.executor import Executor
-from engine.queues.limits import QueueLimits
 from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
+from handlers.builtin import register_builtin
 
 log = structlog.get_logger("jobengine")
 
@@ -67,30 +66,17 @@ class Engine:
         self.node = self.config.node_name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.events = Events()
         self.inserter = Inserter(self.registry, self.secrets)
-        self.queue: JobQueue | None = None
-        self.producers: dict[str, Producer] = {}
-        self.notifier: Notifier | None = None
-        self.lifeline: Lifeline | None = None
-        self.acker: Acker | None = None
-        self._stager: Stager | None = None
+        self.store: JobStore | None = None
+        self.supervisor: NodeSupervisor | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._started = False
-        self._host: asyncio.Task[None] | None = None
-        self._stop_requested = asyncio.Event()
-        self._controls_stale = asyncio.Event()
-        self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
-        self._grace = self.config.shutdown_grace
-        self.hurried = False  # set by hurry(): the stop did not wait out the grace period
         self.resources = Resources(self.config)
         self.cron_entries = config_entries(self.config)  # a bad entry fails here, naming it
         self.cron: CronStore | None = None
-        self._cron_ticker: CronTicker | None = None
         self.executor = Executor(registry=self.registry, resources=self.resources, secrets=self.secrets,
                                  followups=Followups(self.inserter, self.config), events=self.events)
 
     def _import_modules(self) -> None:
-        from handlers import register_builtin
-
         register_builtin(self.registry)
         if self.config.modules and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # modules named in config are the user's, beside it
@@ -123,12 +109,11 @@ class Engine:
         self._started = True
         try:
             await self._connect()
-            assert self.queue is not None
-            self.cron = CronStore(self.queue, self.inserter, self.cron_entries)
+            assert self.store is not None
+            self.cron = CronStore(self.store, self.inserter, self.cron_entries)
             if self.processing:
-                ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._host = asyncio.create_task(self._host_main(ready), name=f"jobengine {self.node}")
-                await ready
+                self.supervisor = NodeSupervisor(self.config, self.store, self.executor, self.cron, node=self.node)
+                await self.supervisor.start()
         except BaseException:
             await self._close()
             self._started = False
@@ -140,70 +125,22 @@ class Engine:
             self._embedded = EmbeddedPostgres(self.config.embedded_data_dir)
             url = await self._embedded.start()
             self.database_url = url
-        self.queue = JobQueue(url, schema=self.config.schema_name, pool_size=self.config.pool_size,
+        self.store = JobStore(url, schema=self.config.schema_name, pool_size=self.config.pool_size,
                               query_timeout=self.config.query_timeout)
         failures = 0
         while True:
             try:
-                await self.queue.open()
-                await self.queue.migrate()
+                await self.store.open()
+                await self.store.migrate()
                 return
-            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 if isinstance(exc, asyncpg.InvalidCatalogNameError | asyncpg.InvalidPasswordError):
                     raise
-                await self.queue.close()
+                await self.store.close()
                 failures += 1
-                delay = min(10.0, 0.2 * 2**failures) * (0.5 + random.random())
+                delay = backoff.jittered(failures, base=0.2, cap=10.0)
                 log.warning("database unreachable; retrying", error=str(exc), retry_in=round(delay, 2))
                 await anyio.sleep(delay)
-
-    def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
-        assert self.queue is not None
-        self.acker = Acker(self.queue)
-        for name, settings in self.config.queues.items():
-            control = controls.get(name, {})
-            self.producers[name] = Producer(
-                name, concurrency=control.get("concurrency") or settings.concurrency,
-                paused=bool(control.get("paused", settings.paused)), queue=self.queue, executor=self.executor,
-                acker=self.acker, node=self.node, poll_interval=self.config.poll_interval,
-                limits=QueueLimits.from_config(settings))
-        self._stager = Stager(self.queue, poll_interval=self.config.poll_interval)
-        self.notifier = Notifier(self.queue, on_insert=self._on_insert, on_control=self._on_control,
-                                 on_reconnect=self._wake_all, check_interval=self.config.lifeline.heartbeat_interval)
-        self.lifeline = Lifeline(self.queue, node=self.node, queues=list(self.producers),
-                                 config=self.config.lifeline, on_recovered=self._on_recovered,
-                                 on_lease_lost=self._on_lease_lost, known_jobs=self._known_jobs,
-                                 claim_grace=2 * self.config.query_timeout + 5.0,
-                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]))
-        assert self.cron is not None
-        self._cron_ticker = CronTicker(self.cron)
-
-    async def _host_main(self, ready: asyncio.Future[None]) -> None:
-        """The engine's host task: owns the task group of every service and producer."""
-        assert self.queue is not None
-        try:
-            self._build_services(await self.queue.queue_controls())
-            assert self.lifeline is not None and self.acker is not None and self.notifier is not None
-            await self.lifeline.beat()
-            async with anyio.create_task_group() as group:
-                for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
-                                self.lifeline.run, Pruner(self.queue, self.config.retention).run,
-                                self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.queue).run):
-                    group.start_soon(service)
-                for producer in self.producers.values():
-                    group.start_soon(producer.run)
-                log.info("engine started", node=self.node, queues={n: p.limit for n, p in self.producers.items()})
-                ready.set_result(None)
-                await self._stop_requested.wait()
-                with anyio.CancelScope(shield=True):
-                    await self._stop_processing(self._grace)
-                group.cancel_scope.cancel()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-                return
-            raise
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; let running jobs finish within ``grace`` seconds (default from
@@ -211,71 +148,42 @@ class Engine:
         if not self._started:
             return
         self._started = False
-        self._grace = self.config.shutdown_grace if grace is None else grace
-        self._stop_requested.set()
         with anyio.CancelScope(shield=True):
             try:
-                if self._host is not None:
-                    await self._host
+                if self.supervisor is not None:
+                    await self.supervisor.stop(self.config.shutdown_grace if grace is None else grace)
             finally:
-                self._host = None
                 await self._close()
-
-    async def _stop_processing(self, grace: float) -> None:
-        assert self.queue is not None and self.acker is not None
-        async with anyio.create_task_group() as stopping:
-            for producer in self.producers.values():
-                stopping.start_soon(producer.stop, grace)
-        # Bounded: with the database gone, unwritten acks' jobs are rescued and run again.
-        with anyio.move_on_after(self.config.query_timeout):
-            await self.acker.flush()
-        released = [job_id for producer in self.producers.values() for job_id in producer.released]
-        try:
-            if released:
-                count = await self.queue.release(released, self.node)
-                log.info("returned unfinished jobs to the queue", count=count)
-            if self.lifeline is not None:
-                await self.lifeline.retire()
-            await self.queue.delete_node(self.node)
-            log.info("engine stopped", node=self.node, released=len(released))
-        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
-            log.warning("could not release jobs at shutdown; rescue will return them", error=str(exc))
 
     async def _close(self) -> None:
         await self.resources.aclose()
-        if self.queue is not None:
-            await self.queue.close()
+        if self.store is not None:
+            await self.store.close()
         if self._embedded is not None:
             await self._embedded.stop()
 
-    # --- notifications --------------------------------------------------------------------
+    # --- the node's services (None / empty for an insert-only client) ------------------------
 
-    def _on_insert(self, queue_name: str) -> None:
-        producer = self.producers.get(queue_name)
-        if producer is not None:
-            producer.notify()
-        if self._stager is not None:
-            self._stager.wake()
+    @property
+    def producers(self) -> dict[str, Producer]:
+        return self.supervisor.producers if self.supervisor is not None else {}
 
-    def _on_recovered(self) -> None:
-        """Heartbeats land again after a database fault: retry everything now."""
-        self._wake_all()
-        if self.acker is not None:
-            self.acker.nudge()
-        if self.notifier is not None:
-            self.notifier.nudge()
+    @property
+    def acker(self) -> Acker | None:
+        return self.supervisor.acker if self.supervisor is not None else None
 
-    def _known_jobs(self) -> list[int]:
-        """Jobs this node runs, has stopped but not yet released, or has yet to ack."""
-        ids = [job_id for producer in self.producers.values() for job_id in (*producer.running, *producer.released)]
-        return ids + (self.acker.pending_ids() if self.acker is not None else [])
+    @property
+    def notifier(self) -> Notifier | None:
+        return self.supervisor.notifier if self.supervisor is not None else None
 
-    def _on_lease_lost(self, silent_for: float) -> None:
-        """No heartbeat landed for nearly ``rescue_after``: stop every running job before
-        another node may rescue it (see engine/maintenance/lifeline.py)."""
-        stopped = sum(producer.lose_lease(silent_for) for producer in self.producers.values())
-        log.error("stopped running jobs: this node cannot reach the database", jobs=stopped,
-                  silent_for=round(silent_for, 1))
+    @property
+    def lifeline(self) -> Lifeline | None:
+        return self.supervisor.lifeline if self.supervisor is not None else None
+
+    @property
+    def hurried(self) -> bool:
+        """True when the last stop did not wait out the grace period (see :meth:`hurry`)."""
+        return self.supervisor is not None and self.supervisor.hurried
 
     # --- health --------------------------------------------------------------------------
 
@@ -289,87 +197,24 @@ class Engine:
         """What :attr:`healthy` is made of, for ``/healthz`` bodies and logs, e.g.
         ``{"healthy": True, "database": True, "listener": "connected", "heartbeat_age": 0.4}``."""
         if not self.processing:
-            return {"healthy": self.queue is not None and self._started, "mode": "insert-only"}
-        running = self._host is not None and not self._host.done()
-        database = self.lifeline is not None and self.lifeline.healthy
-        listener = self.notifier.state if self.notifier is not None else "connecting"
-        age = self.lifeline.heartbeat_age if self.lifeline is not None else None
-        return {"healthy": running and database and listener in ("connected", "unavailable"),
-                "running": running, "database": database, "listener": listener,
-                "heartbeat_age": None if age is None else round(age, 3),
-                "pending_acks": self.acker.pending if self.acker is not None else 0}
+            return {"healthy": self.store is not None and self._started, "mode": "insert-only"}
+        if self.supervisor is None:
+            return {"healthy": False, "running": False}
+        return self.supervisor.health()
 
     def hurry(self) -> None:
         """During :meth:`stop`: end the grace period now, so running jobs are cancelled
         and returned to the queue at once (the CLI's second signal)."""
-        self.hurried = True
-        self._grace = 0.0
-        for producer in self.producers.values():
-            producer.hurry()
-
-    def _wake_all(self) -> None:
-        """After the listener (re)connects: notifications may have been missed."""
-        for producer in self.producers.values():
-            producer.notify()
-        if self._stager is not None:
-            self._stager.wake()
-        self._controls_stale.set()
-
-    async def _sync_controls_loop(self) -> None:
-        """Apply pause/scale from the database after a reconnect and every heartbeat, so a
-        control message published while this node was not listening is never lost."""
-        assert self.queue is not None
-        while True:
-            with anyio.move_on_after(self.config.lifeline.heartbeat_interval):
-                await self._controls_stale.wait()
-            self._controls_stale.clear()
-            generation = self._control_generation
-            try:
-                controls = await self.queue.queue_controls()
-            except Exception as exc:  # a database fault must not end the loop
-                log.warning("reading queue controls failed", error=str(exc) or type(exc).__name__)
-                continue
-            if generation != self._control_generation:
-                self._controls_stale.set()  # a control arrived meanwhile: this read may predate it
-                continue
-            for name, producer in self.producers.items():
-                control = controls.get(name)
-                if control is None:
-                    continue
-                if control["paused"] != producer.paused:
-                    producer.pause() if control["paused"] else producer.resume()
-                wanted = control["concurrency"] or self.config.queues[name].concurrency
-                if wanted != producer.limit:
-                    producer.scale(wanted)
-
-    def _on_control(self, message: dict[str, Any]) -> None:
-        action = message.get("action")
-        self._control_generation += 1
-        if action == "cron":
-            if self._cron_ticker is not None:
-                self._cron_ticker.wake()
-            return
-        if action == "cancel":
-            for running in self.producers.values():
-                running.cancel_job(int(message.get("id", 0)))
-            return
-        target = self.producers.get(str(message.get("queue")))
-        if target is None:
-            return
-        if action == "pause":
-            target.pause()
-        elif action == "resume":
-            target.resume()
-        elif action == "scale" and isinstance(message.get("concurrency"), int):
-            target.scale(message["concurrency"])
+        if self.supervisor is not None:
+            self.supervisor.hurry()
 
     # --- enqueue --------------------------------------------------------------------------
 
     @property
-    def _queue(self) -> JobQueue:
-        if self.queue is None:
+    def _store(self) -> JobStore:
+        if self.store is None:
             raise RuntimeError("engine not started: use `async with Engine(...) as engine`")
-        return self.queue
+        return self.store
 
     async def enqueue(self, kind: str, args: dict[str, Any] | None = None, *, queue: str | None = None,
                       priority: int | None = None, delay: float | None = None,
@@ -403,13 +248,11 @@ class Engine:
         dicts with ``jobType``). Nothing is inserted if any item is invalid."""
         resolved = [self._to_spec(item) for item in specs]
         rows = self.inserter.rows(resolved)
-        return await self._queue.insert(rows, conn=conn)
+        return await self._store.insert(rows, conn=conn)
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
                                conn: asyncpg.Connection | None = None) -> Job:
-        """Insert a job document (SPEC §4), e.g. ``{"jobType": "log", "data": {...}, "delay": 5000}``."""
-        from engine.core.documents import parse_document
-
+        """Insert a job document (docs/job-documents.md), e.g. ``{"jobType": "log", "data": {...}, "delay": 5000}``."""
         (job,) = await self.enqueue_many([parse_document(document, kind=kind)], conn=conn)
         return job
 
@@ -417,28 +260,26 @@ class Engine:
     def _to_spec(item: JobSpec | Mapping[str, Any]) -> JobSpec:
         if isinstance(item, JobSpec):
             return item
-        from engine.core.documents import parse_document
-
         return parse_document(item)
 
     # --- operator actions -------------------------------------------------------------------
 
     async def get(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
-        return await self._queue.get(job_id)
+        return await self._store.get(job_id)
 
     async def list_jobs(self, *, state: str | None = None, queue: str | None = None, kind: str | None = None,
                         tag: str | None = None, search: str | None = None, before_id: int | None = None,
                         limit: int = 50) -> list[Job]:
         """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
         Every filter reads an index, so this stays fast on a table of millions."""
-        return await self._queue.dashboard_job_page(state=state, queue=queue, kind=kind, tag=tag, search=search,
+        return await self._store.dashboard_job_page(state=state, queue=queue, kind=kind, tag=tag, search=search,
                                                     before=before_id, limit=limit)
 
     async def cancel(self, job_id: int, reason: str = "cancelled by operator") -> bool:
         """Cancel a job that has not finished; an executing one is stopped on its node.
         Returns False when the job is finished or absent."""
-        cancelled = await self._queue.cancel(job_id, reason)
+        cancelled = await self._store.cancel(job_id, reason)
         if cancelled is None:
             return False
         if cancelled["previous"] == "executing":
@@ -447,38 +288,37 @@ class Engine:
 
     async def retry(self, job_id: int) -> bool:
         """Run a job again now (any state but executing). Returns False when not possible."""
-        return await self._queue.retry(job_id)
+        return await self._store.retry(job_id)
 
     async def delete(self, job_id: int) -> bool:
         """Delete a job that is not executing."""
-        return await self._queue.delete(job_id)
+        return await self._store.delete(job_id)
 
     async def pause(self, queue: str) -> None:
         """Stop every node from starting jobs of ``queue`` (running ones finish); persists."""
-        await self._queue.set_paused(queue, True)
+        await self._store.set_paused(queue, True)
         await self._publish({"action": "pause", "queue": queue})
 
     async def resume(self, queue: str) -> None:
         """Undo :meth:`pause` on every node."""
-        await self._queue.set_paused(queue, False)
+        await self._store.set_paused(queue, False)
         await self._publish({"action": "resume", "queue": queue})
 
     async def scale(self, queue: str, concurrency: int) -> None:
         """Set ``queue``'s per-node concurrency on every node; persists."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        await self._queue.set_concurrency(queue, concurrency)
+        await self._store.set_concurrency(queue, concurrency)
         await self._publish({"action": "scale", "queue": queue, "concurrency": concurrency})
 
     async def stats(self) -> dict[str, dict[str, int]]:
         """Job counts per queue and state, e.g. ``{"default": {"completed": 10, "available": 2}}``."""
-        return await self._queue.stats()
+        return await self._store.stats()
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        import json
-
-        await self._queue.notify(self._queue.statements.control_channel, json.dumps(message))
-        self._on_control(message)  # apply locally at once; the echo is idempotent
+        await self._store.notify(self._store.statements.control_channel, json.dumps(message))
+        if self.supervisor is not None:
+            self.supervisor.apply_control(message)  # apply locally at once; the echo is idempotent
 
     # --- cron -------------------------------------------------------------------------------
 

@@ -52,8 +52,8 @@ async def perform_job(kind: str, args: dict[str, Any] | None = None, *, registry
     inserter = Inserter(registry, secret_store)
     row = inserter.row(JobSpec(kind=kind, args=args or {}, vars=vars or {}))
     now = datetime.now(UTC)
-    job = Job(id=0, queue=row["queue"], kind=kind, args=row["args"], attempt=attempt, max_attempts=max_attempts,
-              meta={**row["meta"], **(meta or {})}, timeout=row["timeout"], scheduled_at=now, attempted_at=now)
+    job = Job(id=0, queue=row.queue, kind=kind, args=row.args, attempt=attempt, max_attempts=max_attempts,
+              meta={**row.meta, **(meta or {})}, timeout=row.timeout, scheduled_at=now, attempted_at=now)
     resources = Resources(config)
     executor = Executor(registry=registry, resources=resources, secrets=secret_store,
                         followups=Followups(inserter, config), events=Events())
@@ -113,7 +113,7 @@ async def drain(engine: Engine, queue: str = "default", *, with_scheduled: bool 
                 max_rounds: int = 100) -> dict[str, int]:
     """Run every available job of ``queue`` now, one at a time, through the real executor,
     including jobs they enqueue (chains). Returns counts of the resulting states."""
-    store = engine.queue
+    store = engine.store
     if store is None:
         raise RuntimeError("engine not started")
     counts: Counter[str] = Counter()

@@ -1,7 +1,7 @@
 """The ``http`` handler: one HTTP request (redirects followed by hand, each hop re-checked by
 the SSRF guard), with the response's status, selected headers and capped body as result.
 
-Example payload (the seed's)::
+Example payload (docs/job-documents.md has them all)::
 
     {"method": "POST", "url": "https://api.example.com/webhook",
      "headers": {"Authorization": "Bearer {{apiToken}}", "Content-Type": "application/json"},
@@ -33,7 +33,7 @@ from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError, RetryAfter
-from handlers import ArgsModel, Templated, validate_rendered
+from handlers.args import ArgsModel, Templated, args_of
 from handlers.ssrf import SCHEMES, AddressPolicy, GuardedResolver
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -148,7 +148,7 @@ async def http_request(job: Job, ctx: HandlerContext) -> dict[str, Any]:
         {"status": 200, "url": "https://x.test/hook", "headers": {"Content-Type": "application/json"},
          "body": {"ok": true}, "truncated": false}
     """
-    args = validate_rendered(HttpArgs, job.args)
+    args = args_of(job, HttpArgs)  # validated by the executor, once rendered
     client = await ctx.resources.get(http_client)
     seconds = args.timeout / 1000 if args.timeout is not None else ctx.config.http.timeout
     exchange = _Exchange(client, ctx, args, _request_headers(job, args))

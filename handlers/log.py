@@ -1,6 +1,6 @@
 """The ``log`` handler: write one structured log event.
 
-Example payload (the seed's)::
+Example payload (docs/job-documents.md has them all)::
 
     {"level": "info", "message": "사용자 로그인 성공",
      "context": {"userId": "{{userId}}", "ipAddress": "{{ipAddress}}"},
@@ -25,7 +25,7 @@ from pydantic import Field
 from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
-from handlers import ArgsModel, Templated, validate_rendered
+from handlers.args import ArgsModel, Templated, args_of
 
 Level = Literal["debug", "info", "warn", "warning", "error", "critical", "fatal"]
 METHODS = {"warn": "warning", "fatal": "critical"}
@@ -104,7 +104,7 @@ async def write_log(job: Job, ctx: HandlerContext) -> dict[str, Any]:
 
         {"level": "warning", "message": "login failed"}
     """
-    args = validate_rendered(LogArgs, job.args)
+    args = args_of(job, LogArgs)  # validated by the executor, once rendered
     logger = ctx.logger if _is_structlog(ctx.logger) else await ctx.resources.get(job_logger)
     method = METHODS.get(args.level, args.level)
     # A secret that reached the payload through a placeholder is shown as *** (and the

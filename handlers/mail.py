@@ -1,6 +1,6 @@
 """The ``mail`` handler: render a template (or plain bodies) and send it over SMTP.
 
-Example payload (the seed's)::
+Example payload (docs/job-documents.md has them all)::
 
     {"to": "user@example.com", "subject": "게임 업데이트 알림", "template": "game-update",
      "data": {"playerName": "홍길동", "updateVersion": "1.2.0", "newFeatures": ["새로운 던전"]}}
@@ -32,7 +32,7 @@ from engine.core.config import Config, SmtpConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers import ArgsModel, Templated, validate_rendered
+from handlers.args import ArgsModel, Templated, args_of
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -134,7 +134,7 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
 
         {"messageId": "<jobengine.jobengine.42@example.com>", "accepted": ["user@example.com"], "refused": {}}
     """
-    args = validate_rendered(MailArgs, job.args)
+    args = args_of(job, MailArgs)  # validated by the executor, once rendered
     text, html = render_bodies(await ctx.resources.get(mail_templates), args)
     sender = args.from_ or ctx.config.smtp.from_
     if not sender:

@@ -1,6 +1,6 @@
 """The ``ssh`` handler: run one command on a remote host over a pooled SSH connection.
 
-Example payload (the seed's)::
+Example payload (docs/job-documents.md has them all)::
 
     {"host": "{{serverHost}}", "username": "{{sshUser}}",
      "command": "cd /opt/game && ./restart-server.sh {{serverId}}", "timeout": 60000}
@@ -19,21 +19,21 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import asyncssh
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from engine.core.config import Config, SshConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.templating import render, render_shell
-from handlers import ArgsModel, Templated, validate_rendered
+from handlers.args import ArgsModel, InvalidArgsError, Templated, validate_rendered
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}$")
@@ -104,13 +104,7 @@ async def run_command(job: Job, ctx: HandlerContext) -> dict[str, Any]:
 
         {"exitCode": 0, "stdout": "restarted\\n", "stderr": ""}
     """
-    raw = job.args
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump(by_alias=True, exclude_unset=True)
-    validate_rendered(SshArgs, raw, rendered=False)  # shape errors first, before any lookup
-    rendered = {key: render(value, ctx.scope) for key, value in raw.items() if key != "command"}
-    rendered["command"] = render_shell(raw["command"], ctx.scope)
-    args = validate_rendered(SshArgs, rendered)
+    args = render_args(job, ctx.scope)
     settings = ctx.config.ssh
     username = args.username or settings.username
     seconds = args.timeout / 1000 if args.timeout is not None else settings.command_timeout
@@ -119,6 +113,25 @@ async def run_command(job: Job, ctx: HandlerContext) -> dict[str, Any]:
         result = await execute(conn, args.command, seconds, settings.max_output_bytes, where=args.host)
     ctx.logger.info("ssh command finished", host=args.host, exit_code=result["exitCode"])
     return result
+
+
+def render_args(job: Job, scope: Mapping[str, Any]) -> SshArgs:
+    """The stored args (render_args=False: the executor neither rendered nor validated
+    them) rendered, the command with shell quoting, then validated once.
+
+    Example::
+
+        job.args                                                # {"host": "h", "command": "./restart.sh {{id}}"}
+        render_args(job, Scope({"id": "1; rm -rf /"})).command   # "./restart.sh '1; rm -rf /'"
+    """
+    raw = job.args
+    if not isinstance(raw, Mapping):
+        raise InvalidArgsError(f"invalid args for {job.kind!r}: must be an object, not {type(raw).__name__}")
+    rendered = {
+        key: render_shell(value, scope) if key == "command" and isinstance(value, str) else render(value, scope)
+        for key, value in raw.items()
+    }
+    return validate_rendered(SshArgs, rendered, kind=job.kind)
 
 
 async def execute(

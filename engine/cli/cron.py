@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.config import parse_duration
+from engine.core.documents import classify_payload, loads_document_text, spec_to_document
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
 
@@ -31,7 +32,7 @@ def cron_store(engine: Any) -> CronStore:
     store = getattr(engine, "cron", None)
     if isinstance(store, CronStore):
         return store
-    return CronStore(engine.queue, engine.inserter, config_entries(engine.config))
+    return CronStore(engine.store, engine.inserter, config_entries(engine.config))
 
 
 def summary(status: CronStatus) -> dict[str, Any]:
@@ -70,8 +71,6 @@ def add_cron_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _document(args: argparse.Namespace) -> dict[str, Any] | None:
-    from engine.core.documents import classify_payload, loads_document_text, spec_to_document
-
     if args.job is None and args.file is None:
         return None
     text = args.job if args.job is not None else (

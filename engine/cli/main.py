@@ -19,17 +19,21 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
+from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
 from engine.core.config import Config, ConfigError, load_config
-from engine.core.job import Job
+from engine.core.documents import classify_payload, loads_document_text
+from engine.core.errors import EnqueueError
+from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
 from engine.engine import Engine
-from engine.insert.inserter import EnqueueError
+from engine.web.server import serve_unless_busy
 
 log = structlog.get_logger("jobengine.cli")
 EXAMPLES = """examples:
@@ -75,8 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(action, parents=[common], help=f"{action} one job")
         sub.add_argument("job_id", type=int, metavar="ID")
     commands.add_parser("stats", parents=[common], help="job counts per queue and state")
-    from engine.cli.cron import add_cron_arguments
-
     add_cron_arguments(commands.add_parser("cron", parents=[common],
                                            help="cron entries with their next run times; add/enable/disable"))
     return parser
@@ -108,8 +110,6 @@ async def run_start(config: Config, args: argparse.Namespace) -> int:
     dashboard = AsyncExitStack()  # the web server stays up while the engine drains
     try:
         if config.dashboard.enabled:
-            from engine.web.server import serve_unless_busy
-
             await dashboard.enter_async_context(serve_unless_busy(engine))
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for received in signals:
@@ -145,8 +145,8 @@ async def _hurry_on_second_signal(signals: Any, engine: Engine) -> None:
 
 async def run_migrate(config: Config, args: argparse.Namespace) -> int:
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
-        assert engine.queue is not None
-        applied = await engine.queue.migrate()
+        assert engine.store is not None
+        applied = await engine.store.migrate()
     _print(args, {"schema": config.schema_name, "applied": []} if not applied else
            {"schema": config.schema_name, "applied": [f"{m.version:03d}_{m.name}" for m in applied]},
            lambda data: f"schema {data['schema']} is up to date")
@@ -154,23 +154,17 @@ async def run_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _read_json(source: str) -> Any:
-    from engine.core.documents import loads_document_text
-
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     return loads_document_text(text)
 
 
 async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
-    from engine.core.documents import classify_payload
-
     if (args.file is None) == (args.args is None):
         raise ValueError("give exactly one of --file and --args")
     payload = _read_json(args.file) if args.file else json.loads(args.args)
     spec = classify_payload(payload, args.kind)
     overrides = {"queue": args.queue, "priority": args.priority, "max_attempts": args.attempts,
                  "delay": args.delay / 1000 if args.delay is not None else None}
-    from dataclasses import replace
-
     spec = replace(spec, **{k: v for k, v in overrides.items() if v is not None})
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         (job,) = await engine.enqueue_many([spec])
@@ -206,15 +200,13 @@ async def run_job_action(config: Config, args: argparse.Namespace) -> int:
 async def run_stats(config: Config, args: argparse.Namespace) -> int:
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         stats = await engine.stats()
-    states = ["scheduled", "available", "executing", "retryable", "completed", "discarded", "cancelled"]
+    states = [state.value for state in JobState]
     rows = [{"queue": queue, **{s: counts.get(s, 0) for s in states}} for queue, counts in sorted(stats.items())]
     _print(args, stats, lambda _d: _table(rows, ["queue", *states]) if rows else "no jobs")
     return 0
 
 
 async def run_cron(config: Config, args: argparse.Namespace) -> int:
-    from engine.cli.cron import list_cron_entries, run_cron_command
-
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         if args.action != "list":
             data, text = await run_cron_command(engine, args)

@@ -19,8 +19,19 @@ def exponential(attempt: int, *, base: float = DEFAULT_BASE, cap: float = DEFAUL
     >>> 4.0 <= exponential(1) <= 6.0
     True
     """
-    delay = min(base * 2 ** max(attempt - 1, 0), cap)
+    delay = min(base * 2.0 ** max(attempt - 1, 0), cap)
     return max(0.0, delay * (1 - jitter + 2 * jitter * rng()))
+
+
+def jittered(failures: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """The wait before retrying an infrastructure operation (a connect, an ack write, a
+    lock) after ``failures`` failures in a row: ``base * 2**failures`` capped at ``cap``,
+    spread over 0.5x-1.5x so processes that failed together do not retry together.
+
+    >>> 0.1 <= jittered(1, base=0.1, cap=10.0) <= 0.3
+    True
+    """
+    return min(cap, base * 2.0**failures) * (0.5 + rng())
 
 
 def from_document(backoff: dict[str, Any]) -> Callable[[int], float]:

@@ -1,9 +1,13 @@
-"""Job documents: the camelCase JSON format of SPEC §4, as written in the seed.
+"""Job documents: the camelCase JSON format described in docs/job-documents.md.
 
 A whole document carries its kind as ``jobType``; a bare payload is the ``data`` of a
 document whose kind is given beside it (``jobengine enqueue mail --file payload.json``).
 Times in documents are milliseconds (``delay``, ``timeout``, ``backoff.delay``);
 ``JobSpec`` holds seconds, except ``backoff`` which keeps the document's dict.
+
+The options' document names and units are declared on JobSpec (engine.core.options);
+:class:`_Document` adds their validation and is checked against them at import. Parsing
+and serialising go through that table, in the document's field order.
 
 Example::
 
@@ -32,7 +36,8 @@ from pydantic import (
 )
 
 from engine.core.conditions import ConditionSyntaxError, parse_condition
-from engine.core.job import JobSpec, JobState, UniqueSpec
+from engine.core.job import JOB_OPTIONS, JobSpec, JobState, UniqueSpec
+from engine.core.options import JobOption
 from engine.core.registry import KIND_PATTERN
 
 __all__ = [
@@ -87,6 +92,9 @@ class _FailureNotification(_Strict):
 
 
 class _Document(_Strict):
+    """A whole job document: ``jobType``, ``data`` and one field per job option (named by
+    its alias, or its attribute when it has none), in the order errors are reported."""
+
     job_type: _Name | None = Field(None, alias="jobType")
     data: dict[str, Any] = {}
     queue: _Name | None = None
@@ -131,9 +139,14 @@ class _Document(_Strict):
         return self
 
 
-DOCUMENT_KEYS = frozenset(
-    field.alias or name for name, field in _Document.model_fields.items()
-)
+# Document key -> _Document attribute, in the model's field order.
+_ATTRIBUTE = {field.alias or name: name for name, field in _Document.model_fields.items()}
+DOCUMENT_KEYS = frozenset(_ATTRIBUTE)
+if set(_ATTRIBUTE) != {"jobType", "data", *JOB_OPTIONS.by_document}:
+    raise TypeError(f"documents._Document's fields {sorted(DOCUMENT_KEYS)} are not jobType, data and "
+                    f"the job options {sorted(JOB_OPTIONS.by_document)} (engine.core.job.JobSpec)")
+# The job options in the document's field order: the order of spec_to_document's keys.
+_OPTIONS = tuple(JOB_OPTIONS.by_document[key] for key in _ATTRIBUTE if key in JOB_OPTIONS.by_document)
 
 
 # --- text ---
@@ -143,7 +156,7 @@ _COMMENT_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/', re.DOTA
 
 
 def loads_document_text(text: str) -> Any:
-    """Parse JSON that may carry ``//`` and ``/* */`` comments (as the seed's examples do).
+    """Parse JSON that may carry ``//`` and ``/* */`` comments (see docs/job-documents.md).
     Duplicate keys and NaN/Infinity are refused.
 
     Example::
@@ -241,37 +254,28 @@ def _parse(doc: Any, kind: str | None, where: str, depth: int) -> JobSpec:
 
 
 def _to_spec(model: _Document, kind: str) -> JobSpec:
-    return JobSpec(
-        kind=kind,
-        args=dict(model.data),
-        queue=model.queue,
-        priority=model.priority,
-        delay=None if model.delay is None else model.delay / 1000,
-        scheduled_at=model.scheduled_at,
-        max_attempts=model.attempts,
-        timeout=None if model.timeout is None else model.timeout / 1000,
-        tags=tuple(model.tags),
-        unique=_unique_spec(model.unique),
-        vars=dict(model.vars),
-        on_success=model.on_success,
-        on_failure=model.on_failure,
-        condition=model.condition,
-        failure_notification=_dump(model.failure_notification),
-        backoff=_dump(model.backoff),
-        depends_on=tuple(model.depends_on),
-    )
+    options: dict[str, Any] = {}
+    for option in _OPTIONS:
+        value = getattr(model, _ATTRIBUTE[option.document])
+        if value is not None:
+            options[option.name] = _from_document(option, value)
+    return JobSpec(kind=kind, args=dict(model.data), **options)
 
 
-def _unique_spec(unique: _Unique | None) -> UniqueSpec | None:
-    if unique is None:
-        return None
+def _from_document(option: JobOption, value: Any) -> Any:
+    if isinstance(value, _Unique):
+        return _unique_spec(value)
+    if isinstance(value, BaseModel):  # backoff, failureNotification: JobSpec keeps the dict
+        return value.model_dump(exclude_none=True)
+    if option.ms:
+        return value / 1000
+    return option.coerce(value)
+
+
+def _unique_spec(unique: _Unique) -> UniqueSpec:
     default = UniqueSpec()
     states = default.states if unique.states is None else tuple(state.value for state in unique.states)
     return UniqueSpec(keys=tuple(unique.keys), key=unique.key, period=unique.period, states=states)
-
-
-def _dump(model: BaseModel | None) -> dict[str, Any] | None:
-    return None if model is None else model.model_dump(exclude_none=True)
 
 
 def spec_to_document(spec: JobSpec) -> dict[str, Any]:
@@ -283,36 +287,29 @@ def spec_to_document(spec: JobSpec) -> dict[str, Any]:
         spec_to_document(JobSpec(kind="log", args={"message": "hi"}, timeout=2.5))
         # {'jobType': 'log', 'data': {'message': 'hi'}, 'timeout': 2500}
     """
-    unique = None
-    if spec.unique is not None:
-        unique = {"keys": list(spec.unique.keys), "key": spec.unique.key, "period": spec.unique.period,
-                  "states": list(spec.unique.states)}
-        unique = {name: value for name, value in unique.items() if value not in (None, [])}
-    doc = {
-        "jobType": spec.kind,
-        "data": spec.args or None,
-        "queue": spec.queue,
-        "priority": spec.priority,
-        "delay": _ms(spec.delay),
-        "scheduledAt": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
-        "attempts": spec.max_attempts,
-        "timeout": _ms(spec.timeout),
-        "tags": list(spec.tags) or None,
-        "vars": spec.vars or None,
-        "unique": unique,
-        "onSuccess": spec.on_success,
-        "onFailure": spec.on_failure,
-        "condition": spec.condition,
-        "failureNotification": spec.failure_notification,
-        "backoff": spec.backoff,
-        "dependsOn": list(spec.depends_on) or None,
-    }
-    return {key: value for key, value in doc.items() if value is not None}
+    doc: dict[str, Any] = {"jobType": spec.kind}
+    if spec.args:
+        doc["data"] = spec.args
+    for option in _OPTIONS:
+        value = getattr(spec, option.name)
+        if option.is_set(value):
+            doc[option.document] = _to_document(option, value)
+    return doc
 
 
-def _ms(seconds: float | None) -> int | float | None:
-    if seconds is None:
-        return None
+def _to_document(option: JobOption, value: Any) -> Any:
+    if isinstance(value, UniqueSpec):
+        unique = {"keys": list(value.keys), "key": value.key, "period": value.period,
+                  "states": [str(state) for state in value.states]}
+        return {name: item for name, item in unique.items() if item not in (None, [])}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if option.ms:
+        return _ms(value)
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _ms(seconds: float) -> int | float:
     ms = round(seconds * 1000, 3)
     return int(ms) if float(ms).is_integer() else ms
 

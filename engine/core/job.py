@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from engine.core.options import OptionTable, option
 
 
 class JobState(enum.StrEnum):
@@ -21,8 +24,17 @@ class JobState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+# A finished job never runs again by itself (an operator's retry may run it again).
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED})
-WAITING_STATES = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RETRYABLE})
+# Waiting or running, in JobState order: the states that hold a unique key by default.
+UNFINISHED_STATES = tuple(state for state in JobState if state not in FINISHED_STATES)
+# The dashboard's and the API's grouping of the seven states (Bull Board's), in display order.
+STATE_GROUPS: Mapping[str, tuple[JobState, ...]] = {
+    "waiting": (JobState.SCHEDULED, JobState.AVAILABLE, JobState.RETRYABLE),
+    "active": (JobState.EXECUTING,),
+    "completed": (JobState.COMPLETED,),
+    "failed": (JobState.DISCARDED, JobState.CANCELLED),
+}
 
 
 @dataclass(slots=True)
@@ -120,29 +132,53 @@ class UniqueSpec:
     keys: tuple[str, ...] = ()
     key: str | None = None
     period: float | None = None
-    states: tuple[str, ...] = ("scheduled", "available", "executing", "retryable")
+    states: tuple[str, ...] = UNFINISHED_STATES
 
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """Everything needed to insert one job; built by ``Engine.enqueue`` and by job
-    documents. ``None`` fields take the handler's defaults."""
+    documents. ``None`` fields take the handler's defaults.
+
+    Every field but ``kind``, ``args`` and ``extra_meta`` is a job option, declared here
+    once with ``option(document name, meta=key in jobs.meta, ms=documents give ms)``; see
+    engine.core.options and :data:`JOB_OPTIONS`. Times are seconds (documents: ms), except
+    ``backoff`` which keeps the document's dict.
+    """
 
     kind: str
     args: dict[str, Any]
-    queue: str | None = None
-    priority: int | None = None
-    delay: float | None = None
-    scheduled_at: datetime | None = None
-    max_attempts: int | None = None
-    timeout: float | None = None
-    tags: tuple[str, ...] = ()
-    unique: UniqueSpec | None = None
-    vars: dict[str, Any] = field(default_factory=dict)
-    on_success: dict[str, Any] | None = None
-    on_failure: dict[str, Any] | None = None
-    condition: str | None = None
-    failure_notification: dict[str, Any] | None = None
-    backoff: dict[str, Any] | None = None
-    depends_on: tuple[int, ...] = ()
-    extra_meta: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = field(default=None, metadata=option("queue"))
+    priority: int | None = field(default=None, metadata=option("priority"))
+    delay: float | None = field(default=None, metadata=option("delay", ms=True))
+    scheduled_at: datetime | None = field(default=None, metadata=option("scheduledAt"))
+    max_attempts: int | None = field(default=None, metadata=option("attempts"))
+    timeout: float | None = field(default=None, metadata=option("timeout", ms=True))
+    tags: tuple[str, ...] = field(default=(), metadata=option("tags"))
+    unique: UniqueSpec | None = field(default=None, metadata=option("unique"))
+    vars: dict[str, Any] = field(default_factory=dict, metadata=option("vars", meta="vars"))
+    on_success: dict[str, Any] | None = field(default=None, metadata=option("onSuccess", meta="on_success"))
+    on_failure: dict[str, Any] | None = field(default=None, metadata=option("onFailure", meta="on_failure"))
+    condition: str | None = field(default=None, metadata=option("condition", meta="condition"))
+    failure_notification: dict[str, Any] | None = field(
+        default=None, metadata=option("failureNotification", meta="failure_notification"))
+    backoff: dict[str, Any] | None = field(default=None, metadata=option("backoff", meta="backoff"))
+    depends_on: tuple[int, ...] = field(default=(), metadata=option("dependsOn", meta="depends_on"))
+    extra_meta: dict[str, Any] = field(default_factory=dict)  # set by the engine (cron, followups), not an option
+
+    @classmethod
+    def from_options(cls, kind: str, args: dict[str, Any] | None, options: Mapping[str, Any]) -> JobSpec:
+        """A JobSpec from ``Engine.enqueue``'s keywords, without listing them again::
+
+            spec = JobSpec.from_options(kind, args, locals())
+
+        ``options`` maps option names to values; other names in it (``self``, ``kind``,
+        ``conn``) are ignored. Collection options take any iterable, and None for empty
+        (``tags=["a"]``, ``vars=None``); the other values are kept as given.
+        """
+        values = {o.name: o.coerce(options[o.name]) for o in JOB_OPTIONS if o.name in options}
+        return cls(kind=kind, args=args if args is not None else {}, **values)
+
+
+# The job options table, read from JobSpec's fields (engine.core.options).
+JOB_OPTIONS = OptionTable(JobSpec)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
@@ -13,6 +14,11 @@ from pydantic import BaseModel
 HandlerFunc = Callable[..., Awaitable[Any]]
 BackoffFunc = Callable[[int], float]
 KIND_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# The pydantic validation context meaning "placeholders are rendered: check the real values".
+# The executor validates ``args_model`` with it once per attempt; at enqueue there is none,
+# so a model may let a ``{{placeholder}}`` through until then (handlers.args.Templated).
+RENDERED_KEY = "jobengine_rendered"
+RENDERED_CONTEXT: Mapping[str, Any] = MappingProxyType({RENDERED_KEY: True})
 
 
 class UnknownKindError(LookupError):
@@ -28,10 +34,11 @@ class HandlerSpec:
     """A registered handler and its per-kind defaults.
 
     ``args_model``: a pydantic model; args are validated against it at enqueue and,
-    after placeholders are rendered, again before the handler runs, which then sees
-    the model instance as ``job.args``.
+    after placeholders are rendered, once per attempt before the handler runs (with
+    :data:`RENDERED_CONTEXT`), which then sees the model instance as ``job.args``.
     ``render_args=False`` hands the handler the raw args plus ``ctx.scope`` so it
-    can render placeholders itself (the ssh handler does, to shell-quote them).
+    can render placeholders itself (the ssh handler does, to shell-quote them), and
+    validate them itself once rendered.
     ``takes_context``: the function accepts ``(job, ctx)`` rather than ``(job)``.
     """
 

@@ -3,7 +3,7 @@ management API (add, update, enable, disable, remove, list) behind Engine and th
 
 Example::
 
-    store = CronStore(queue, inserter, config_entries(config))
+    store = CronStore(store, inserter, config_entries(config))
     await store.sync_config()
     await store.add(CronEntry("nightly", "0 2 * * *", "Europe/Berlin", {"jobType": "log"}))
     for status in await store.list():
@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.core.config import Config
+from engine.core.documents import parse_document
 from engine.cron.schedule import CronConfigError, CronEntry
-from engine.db.store import JobQueue
+from engine.db.rows import InsertRow
+from engine.db.store import JobStore
 from engine.insert.inserter import Inserter
 
 __all__ = ["CronStatus", "CronStore", "config_entries"]
@@ -89,8 +91,8 @@ class CronStore:
     Every write wakes the tickers of running engines.
     """
 
-    def __init__(self, queue: JobQueue, inserter: Inserter, entries: Sequence[CronEntry] = ()) -> None:
-        self.queue = queue
+    def __init__(self, store: JobStore, inserter: Inserter, entries: Sequence[CronEntry] = ()) -> None:
+        self.store = store
         self.inserter = inserter
         self.entries = {entry.name: entry for entry in entries}
         for entry in entries:
@@ -102,11 +104,9 @@ class CronStore:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def job_row(self, name: str, document: dict[str, Any], slot: datetime) -> dict[str, Any]:
+    def job_row(self, name: str, document: dict[str, Any], slot: datetime) -> InsertRow:
         """The insert row for ``slot``: an ordinary job whose meta names the entry and slot,
         tagged ``cron:NAME`` so its runs can be listed."""
-        from engine.core.documents import parse_document
-
         spec = parse_document(document)
         meta = {**spec.extra_meta, "cron": name, "cron_slot": slot.isoformat()}
         tags = (*spec.tags, f"cron:{name}")
@@ -119,7 +119,7 @@ class CronStore:
         entry = await self.get(name)
         if entry is None:
             raise LookupError(f"no cron entry {name!r}")
-        (job,) = await self.queue.insert([self.job_row(name, entry.job, _now(now))])
+        (job,) = await self.store.insert([self.job_row(name, entry.job, _now(now))])
         return job.id
 
     def validate(self, entry: CronEntry) -> None:
@@ -134,7 +134,7 @@ class CronStore:
     async def sync_config(self, now: datetime | None = None) -> list[str]:
         """Write this engine's config entries; returns the names whose row changed."""
         rows = [{**_params(entry), "config_hash": _config_hash(entry)} for entry in self.entries.values()]
-        changed = await self.queue.cron_upsert_config(rows, _now(now)) if rows else []
+        changed = await self.store.cron_upsert_config(rows, _now(now)) if rows else []
         if changed:
             await self._changed()
         return changed
@@ -147,7 +147,7 @@ class CronStore:
             await store.add(CronEntry("ping", "*/5 * * * *", job={"jobType": "http", "data": {...}}))
         """
         self.validate(entry)
-        if entry.name in self.entries or not await self.queue.cron_insert(_params(entry), _now(now)):
+        if entry.name in self.entries or not await self.store.cron_insert(_params(entry), _now(now)):
             raise CronConfigError(f"cron entry {entry.name!r} already exists; update it instead")
         await self._changed()
         return entry
@@ -163,7 +163,7 @@ class CronStore:
             raise LookupError(f"no cron entry {name!r}")
         entry = replace(current, **{key: value for key, value in changes.items() if value is not None})
         self.validate(entry)
-        if not await self.queue.cron_update(_params(entry), _now(now)):
+        if not await self.store.cron_update(_params(entry), _now(now)):
             raise LookupError(f"no cron entry {name!r}")
         await self._changed()
         return entry
@@ -181,25 +181,25 @@ class CronStore:
         if name in self.entries:
             raise CronConfigError(f"cron entry {name!r} is declared in the config file: remove it "
                                   "there, or disable it")
-        removed = await self.queue.cron_delete(name)
+        removed = await self.store.cron_delete(name)
         if removed:
             await self._changed()
         return removed
 
     async def _set_enabled(self, name: str, enabled: bool, now: datetime | None) -> bool:
-        done = await self.queue.cron_set_enabled(name, enabled, _now(now))
+        done = await self.store.cron_set_enabled(name, enabled, _now(now))
         if done:
             await self._changed()
         return done
 
     async def _changed(self) -> None:
-        await self.queue.notify(self.queue.statements.control_channel, CHANGED_MESSAGE)
+        await self.store.notify(self.store.statements.control_channel, CHANGED_MESSAGE)
 
     # --- reads ----------------------------------------------------------------------------
 
     async def get(self, name: str) -> CronEntry | None:
         """The stored entry ``name``, or None."""
-        for row in await self.queue.cron_list():
+        for row in await self.store.cron_list():
             if row["name"] == name:
                 return entry_from_row(row)
         return None
@@ -208,7 +208,7 @@ class CronStore:
         """Every entry with its next run (UTC and its own timezone) and last job's state,
         including config entries not written yet."""
         now = _now(now)
-        rows = {row["name"]: row for row in await self.queue.cron_list()}
+        rows = {row["name"]: row for row in await self.store.cron_list()}
         for name, entry in self.entries.items():
             rows.setdefault(name, {**_params(entry), "source": "config", "stored": False})
         return [self._status(row, now) for _, row in sorted(rows.items())]

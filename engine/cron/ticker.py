@@ -25,6 +25,7 @@ import structlog
 from engine.core.job import Job
 from engine.cron.schedule import ON_TIME_GRACE, CronConfigError, CronSchedule, due_slots
 from engine.cron.store import CronStore
+from engine.db.faults import log_fault
 
 __all__ = ["Clock", "CronTicker", "SystemClock", "TickReport"]
 
@@ -77,8 +78,8 @@ class CronTicker:
         await ticker.run()      # until cancelled
     """
 
-    def __init__(self, store: CronStore, *, clock: Clock | None = None, grace: float = ON_TIME_GRACE) -> None:
-        self.store = store
+    def __init__(self, cron: CronStore, *, clock: Clock | None = None, grace: float = ON_TIME_GRACE) -> None:
+        self.cron = cron
         self.clock: Clock = clock or SystemClock()
         self.grace = grace
         self._schedules: dict[tuple[str, str], CronSchedule] = {}
@@ -97,7 +98,7 @@ class CronTicker:
         """Write the config's entries, then tick at every slot until cancelled."""
         while True:
             try:
-                await self.store.sync_config(self.clock.now())
+                await self.cron.sync_config(self.clock.now())
                 break
             except DB_ERRORS as exc:
                 log.warning("cron: cannot write config entries; retrying", error=str(exc))
@@ -107,11 +108,8 @@ class CronTicker:
             try:
                 await self.tick(now)
                 wake_at = self.next_wake(now)
-            except DB_ERRORS as exc:
-                log.warning("cron: tick failed; retrying", error=str(exc))
-                wake_at = now + RETRY_AFTER
-            except Exception:  # a bug here must not take the engine's queues down with it
-                log.exception("cron: tick failed unexpectedly; retrying")
+            except Exception as exc:  # a bug here must not take the engine's queues down with it
+                log_fault(log, "cron: tick failed; retrying", exc)
                 wake_at = now + RETRY_AFTER
             await self._sleep(wake_at)
 
@@ -138,11 +136,11 @@ class CronTicker:
         now = self.clock.now() if now is None else now
         report = TickReport()
         active: list[CronSchedule] = []
-        rows = await self.store.queue.cron_list(enabled_only=True)
+        rows = await self.cron.store.cron_list(enabled_only=True)
         in_use = {(row["schedule"], row["timezone"]) for row in rows}
         self._schedules = {key: value for key, value in self._schedules.items() if key in in_use}
         for row in rows:
-            if row["source"] == "config" and row["name"] not in self.store.config_names:
+            if row["source"] == "config" and row["name"] not in self.cron.config_names:
                 continue  # a config entry fires only on engines whose config declares it
             schedule = self._schedule(row)
             if schedule is None:
@@ -167,9 +165,9 @@ class CronTicker:
     async def _fire(self, row: dict[str, Any], slot: datetime, report: TickReport) -> None:
         name = row["name"]
         try:
-            outcome, job = await self.store.queue.cron_fire(
+            outcome, job = await self.cron.store.cron_fire(
                 name, slot, row["schedule"], row["timezone"],
-                lambda document: self.store.job_row(name, document, slot))
+                lambda document: self.cron.job_row(name, document, slot))
         except ValueError as exc:  # the job document no longer inserts (kind gone, ...)
             self._report_once(name, "cron: job refused; slot left for another engine", exc, slot)
             return

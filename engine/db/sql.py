@@ -7,8 +7,6 @@ positional (``$1``...); each statement's comment lists them.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 
 # Columns every job-returning statement yields, in Job.from_record's terms.
 # jsonb columns come back as text so rows decode the same on any connection, including a
@@ -800,28 +798,94 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Statements(SimpleNamespace):
-    """The statements above, rendered for one schema, plus its channel names."""
+class Statements:
+    """The statements above, rendered for one schema, plus its channel names. Each one is
+    declared here so that a misspelled statement name fails type checking;
+    tests/engine/test_sql.py keeps this list and the module's statements in step."""
 
     schema: str
     insert_channel: str
     control_channel: str
+    MIGRATION_LOCK: str
+    MIGRATION_TABLE_CREATE: str
+    MIGRATION_LIST_APPLIED: str
+    MIGRATION_RECORD: str
+    JOB_INSERT_MANY: str
+    JOB_INSERT_MANY_PLAIN: str
+    JOB_GET_BY_UNIQUE_KEYS: str
+    JOB_FETCH_AVAILABLE: str
+    JOB_SET_STATE_IF_EXECUTING: str
+    JOB_COMPLETE_IF_EXECUTING: str
+    JOB_RELEASE_EXECUTING: str
+    JOB_STAGE_DUE: str
+    JOB_MAKE_DUE: str
+    JOB_NEXT_DUE_IN: str
+    JOB_RESCUE_ORPHANED: str
+    JOB_PRUNE_FINISHED: str
+    JOB_GET: str
+    JOB_CANCEL: str
+    JOB_RETRY: str
+    JOB_DELETE: str
+    QUEUE_STATS: str
+    QUEUE_SET_PAUSED: str
+    QUEUE_SET_CONCURRENCY: str
+    QUEUE_LIST_CONTROLS: str
+    NODE_HEARTBEAT: str
+    NODE_DELETE: str
+    NODE_DELETE_STALE: str
+    NODE_LIST: str
+    CRON_UPSERT_CONFIG: str
+    CRON_INSERT: str
+    CRON_UPDATE: str
+    CRON_SET_ENABLED: str
+    CRON_DELETE: str
+    CRON_LIST: str
+    CRON_CLAIM_SLOT: str
+    CRON_SET_LAST_JOB: str
+    DASHBOARD_QUEUE_NAMES: str
+    DASHBOARD_QUEUE_COUNTS: str
+    DASHBOARD_ESTIMATE_COUNT: str
+    DASHBOARD_OLDEST_AVAILABLE: str
+    DASHBOARD_THROUGHPUT: str
+    DASHBOARD_JOB_GET: str
+    DASHBOARD_JOB_CHILDREN: str
+    DASHBOARD_JOB_RETRY_MANY: str
+    DASHBOARD_JOB_RUN_NOW_MANY: str
+    DASHBOARD_JOB_CANCEL_WAITING_MANY: str
+    DASHBOARD_JOB_DELETE_MANY: str
+    DASHBOARD_PLAN_CUSTOM: str
+    QUEUE_LIMIT_CREATE: str
+    QUEUE_LIMIT_LOCK: str
+    JOB_FETCH_LIMITED: str
+    DEPENDENCY_LOCK: str
+    DEPENDENCY_ATTACH: str
+    DEPENDENCY_RESOLVE_DEPENDENTS: str
+    DEPENDENCY_RESOLVE_JOBS: str
+    DEPENDENCY_LIST_SETTLED: str
+    NOTIFY: str
+
+    def __init__(self, schema: str, rendered: dict[str, str]) -> None:
+        self.schema = schema
+        self.insert_channel = f"{schema}.jobs_inserted"
+        self.control_channel = f"{schema}.control"
+        for name, text in rendered.items():
+            setattr(self, name, text)
+
+
+def statement_names() -> list[str]:
+    """Every statement of this module: its public upper-case ``str`` constants."""
+    return [name for name, value in globals().items()
+            if name.isupper() and not name.startswith("_") and isinstance(value, str) and name != "JOB_COLUMNS"]
 
 
 def render(schema: str) -> Statements:
-    """Statements for ``schema``: every public upper-case ``str`` constant of this module."""
+    """Statements for ``schema``."""
     quoted = quote_ident(schema)
-    rendered = {
-        name: value.replace("{{}}", "\0").replace("{schema}", quoted).replace("\0", "{}")
-        for name, value in globals().items()
-        if name.isupper() and not name.startswith("_") and isinstance(value, str) and name != "JOB_COLUMNS"
-    }
-    return Statements(
-        schema=schema,
-        insert_channel=f"{schema}.jobs_inserted",
-        control_channel=f"{schema}.control",
-        **rendered,
-    )
+    source = globals()
+    return Statements(schema, {
+        name: source[name].replace("{{}}", "\0").replace("{schema}", quoted).replace("\0", "{}")
+        for name in statement_names()
+    })
 
 
 def render_migration(text: str, schema: str) -> str:

@@ -3,9 +3,9 @@
 A job with dependencies is inserted ``scheduled`` at a far-future time (so neither the
 stager nor a claim ever sees it) with ``waiting_for`` listing the ids still to complete.
 Settling is done by the database, one waiting row locked at a time (see
-``engine.db.sql._resolve_dependents``):
+``engine.db.sql._resolve_dependents``, run by engine/db/dependency_rows.py):
 
-- when a dependency completes (in the ack, :meth:`JobQueue.finish`), it is removed from
+- when a dependency completes (in the ack, :meth:`JobStore.finish`), it is removed from
   the list; an empty list releases the job, due at the later of its own ``delay`` /
   ``scheduledAt`` and now;
 - when a dependency is discarded, cancelled or deleted, the job is cancelled with the
@@ -14,7 +14,7 @@ Settling is done by the database, one waiting row locked at a time (see
 At insert the dependencies are locked (``FOR NO KEY UPDATE NOWAIT``) and marked
 ``has_dependents``: a dependency cannot finish unseen between the insert's check and its
 commit, and the ack of a job nobody waits for does no dependency work at all.
-:class:`DependencySweeper` is the backstop for finishes that bypass the ack (a poison pill
+:class:`engine.maintenance.sweeper.DependencySweeper` is the backstop for finishes that bypass the ack (a poison pill
 discarded by the rescue, bulk cancel or delete from the dashboard, plain SQL).
 
 Example::
@@ -25,36 +25,21 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
-import anyio
-import structlog
-
+from engine.core.errors import EnqueueError
 from engine.core.job import JobSpec
-from engine.insert.inserter import EnqueueError
+from engine.db.rows import InsertRow
 
-if TYPE_CHECKING:
-    from engine.db.store import JobQueue
-
-__all__ = [
-    "FAR_FUTURE", "MAX_DEPENDENCIES", "SWEEP_INTERVAL", "DependencySweeper", "dependencies_of", "make_waiting",
-]
-
-log = structlog.get_logger("jobengine.dependencies")
+__all__ = ["FAR_FUTURE", "MAX_DEPENDENCIES", "make_waiting"]
 
 # Where a waiting job's scheduled_at sits: finite, so every duration computed from it
 # stays in range on any supported Postgres (infinity arithmetic errors before 17).
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_DEPENDENCIES = 1_000
-# Seconds between backstop sweeps; acks settle dependents at once, so this is only a bound
-# on how long a job waits after its dependency finished through another path.
-SWEEP_INTERVAL = 15.0
-SWEEP_BATCH = 1_000
 
 
-def make_waiting(spec: JobSpec, row: dict[str, Any], *, now: datetime | None = None) -> None:
+def make_waiting(spec: JobSpec, row: InsertRow, *, now: datetime | None = None) -> None:
     """Turn ``row`` (built from ``spec``) into the insert row of a waiting job: the sorted,
     de-duplicated ids in ``meta.depends_on``, its own due time kept in ``meta.due_at``,
     and ``scheduled_at`` far in the future until it is released.
@@ -62,7 +47,7 @@ def make_waiting(spec: JobSpec, row: dict[str, Any], *, now: datetime | None = N
     Example::
 
         row = inserter.row(JobSpec(kind="load", args={}, depends_on=(7, 3)))
-        row["meta"]["depends_on"]   # [3, 7]
+        row.meta["depends_on"]   # [3, 7]
     """
     ids = []
     for value in spec.depends_on:
@@ -74,55 +59,6 @@ def make_waiting(spec: JobSpec, row: dict[str, Any], *, now: datetime | None = N
         raise EnqueueError(f"dependsOn: at most {MAX_DEPENDENCIES} jobs, got {len(ids)}")
     current = now or datetime.now(UTC)
     due = spec.scheduled_at or current + timedelta(seconds=spec.delay or 0.0)
-    row["meta"] = {**row["meta"], "depends_on": ids, "due_at": due.isoformat()}
-    row["scheduled_at"] = FAR_FUTURE.isoformat()
-    row["delay"] = None
-
-
-def dependencies_of(row: Mapping[str, Any]) -> list[int]:
-    """The ids an insert row waits for (empty for an ordinary job)."""
-    meta = row.get("meta") or {}
-    return list(meta.get("depends_on") or ()) if "due_at" in meta else []
-
-
-def missing_dependencies(wanted: Sequence[int], found: Mapping[int, str]) -> EnqueueError | None:
-    """The error for dependency ids that name no job (never inserted, or pruned)."""
-    missing = [job_id for job_id in wanted if job_id not in found]
-    if not missing:
-        return None
-    listed = ", ".join(str(job_id) for job_id in missing[:10])
-    return EnqueueError(f"dependsOn: no job with id {listed} (never inserted, or already pruned)")
-
-
-class DependencySweeper:
-    """Every ``interval`` seconds, settles waiting jobs whose dependencies finished
-    without an ack (see the module docstring). Idempotent; safe on every node at once.
-
-    Example::
-
-        sweeper = DependencySweeper(queue)
-        await sweeper.sweep()        # once; returns how many jobs it settled
-    """
-
-    def __init__(self, queue: JobQueue, *, interval: float | None = None) -> None:
-        self.queue = queue
-        self.interval = SWEEP_INTERVAL if interval is None else interval
-
-    async def sweep(self) -> int:
-        total = 0
-        while True:
-            settled = await self.queue.settle_waiting(SWEEP_BATCH)
-            total += settled
-            if settled < SWEEP_BATCH:
-                return total
-
-    async def run(self) -> None:
-        while True:
-            await anyio.sleep(self.interval)
-            try:
-                settled = await self.sweep()
-            except Exception as exc:  # a database fault must not end the sweeper
-                log.warning("dependency sweep failed", error=str(exc))
-                continue
-            if settled:
-                log.info("settled waiting jobs whose dependencies finished outside an ack", count=settled)
+    row.meta = {**row.meta, "depends_on": ids, "due_at": due.isoformat()}
+    row.scheduled_at = FAR_FUTURE.isoformat()
+    row.delay = None

@@ -1,7 +1,7 @@
 """Follow-up jobs written in the same transaction that finishes their parent: ``onSuccess``
 on completion; ``onFailure`` and failure notifications on discard.
 
-The rows travel on the parent's :class:`~engine.queue.Ack` and :meth:`JobQueue.finish`
+The rows travel on the parent's :class:`~engine.core.acks.Ack` and :meth:`JobStore.finish`
 inserts them only when that ack applies, in its transaction: a parent is never completed
 without its child, a child never exists without its finished parent, and an ack applied
 twice (it cannot be: acks are fenced by attempt and claim time) could not create two.
@@ -36,11 +36,14 @@ from typing import Any
 import structlog
 
 from engine.core.config import Config, ConfigError, QueueConfig
+from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobSpec
-from engine.insert.inserter import EnqueueError, Inserter
+from engine.db.rows import InsertRow
+from engine.insert.flow import parse_child_document
+from engine.insert.inserter import Inserter
 
 __all__ = [
-    "NOTIFICATION_META", "NOTIFICATION_QUEUE", "Followups", "check_flow", "notification_settings",
+    "NOTIFICATION_META", "NOTIFICATION_QUEUE", "Followups", "notification_settings",
     "with_notification_queue",
 ]
 
@@ -87,38 +90,6 @@ def with_notification_queue(config: Config) -> Config:
     return config.model_copy(update={"queues": queues})
 
 
-def check_flow(inserter: Inserter, spec: JobSpec, row: dict[str, Any]) -> None:
-    """The flow-control part of building an insert row: the condition must parse, the
-    onSuccess/onFailure documents must make valid jobs (so a chain fails at enqueue, not
-    when its parent finishes), and a job with ``depends_on`` is made to wait.
-    Raises :class:`EnqueueError`."""
-    if spec.condition is not None:
-        from engine.core.conditions import ConditionSyntaxError, parse_condition
-
-        try:
-            parse_condition(spec.condition)
-        except ConditionSyntaxError as exc:
-            raise EnqueueError(f"condition: {exc}") from None
-    for field, document in (("onSuccess", spec.on_success), ("onFailure", spec.on_failure)):
-        if document is not None:
-            try:
-                inserter.row(_parse(document))
-            except (EnqueueError, ValueError) as exc:
-                raise EnqueueError(f"{field}: {exc}") from None
-    if spec.depends_on:
-        from engine.insert.dependencies import make_waiting
-
-        make_waiting(spec, row)
-
-
-def _parse(document: Any) -> JobSpec:
-    from engine.core.documents import parse_document
-
-    if not isinstance(document, Mapping):
-        raise EnqueueError(f"must be a job document (an object), not {type(document).__name__}")
-    return parse_document(document)
-
-
 class Followups:
     """Builds the insert rows that an ack carries.
 
@@ -132,13 +103,13 @@ class Followups:
         self.config = config
         self.notifications = notification_settings(config)
 
-    def on_completed(self, job: Job, result: Any) -> tuple[dict[str, Any], ...]:
+    def on_completed(self, job: Job, result: Any) -> tuple[InsertRow, ...]:
         document = job.meta.get("on_success")
         if not document:
             return ()
         return self._rows(job, [self._from_document(job, document, result, "onSuccess")])
 
-    def on_discarded(self, job: Job, error: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    def on_discarded(self, job: Job, error: dict[str, Any]) -> tuple[InsertRow, ...]:
         specs: list[JobSpec | None] = []
         document = job.meta.get("on_failure")
         if document:
@@ -148,7 +119,7 @@ class Followups:
 
     def _from_document(self, job: Job, document: dict[str, Any], result: Any, field: str) -> JobSpec | None:
         try:
-            spec = _parse(document)
+            spec = parse_child_document(document)
         except ValueError as exc:  # validated at enqueue: only a changed registry gets here
             log.error("follow-up document invalid", job_id=job.id, field=field, error=str(exc))
             return None
@@ -177,7 +148,7 @@ class Followups:
                                                     "body": "{{failure}}"}, **common))
         return specs
 
-    def _rows(self, job: Job, specs: list[JobSpec | None]) -> tuple[dict[str, Any], ...]:
+    def _rows(self, job: Job, specs: list[JobSpec | None]) -> tuple[InsertRow, ...]:
         rows = []
         for spec in specs:
             if spec is None:

@@ -10,20 +10,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.core.job import JobSpec
+from engine.core.errors import EnqueueError
+from engine.core.job import JOB_OPTIONS, JobSpec
 from engine.core.registry import Registry
 from engine.core.secrets import Secrets
+from engine.db.rows import InsertRow
+from engine.insert.flow import check_flow
 from engine.insert.unique import ALL_STATES, parse_unique, unique_key
 
 MAX_ARGS_BYTES = 1_000_000
 
 
-# JobSpec fields stored in meta under their own name when set.
-_OPTIONAL_META = ("on_success", "on_failure", "condition", "failure_notification", "backoff")
-
-
-class EnqueueError(ValueError):
-    """A job was refused at enqueue; nothing was inserted. The message names the problem."""
+# (JobSpec field, meta key) of the job options stored in meta when not None: on_success, condition...
+_OPTIONAL_META = JOB_OPTIONS.optional_meta
 
 
 # One encoder for every call: json.dumps with options builds a new one each time.
@@ -42,7 +41,7 @@ def encode_json(value: Any, where: str) -> str:
 
 
 class Inserter:
-    """Builds insert rows for :meth:`engine.db.store.JobQueue.insert`.
+    """Builds insert rows for :meth:`engine.db.store.JobStore.insert`.
 
     Example::
 
@@ -53,7 +52,7 @@ class Inserter:
         self.registry = registry
         self.secrets = secrets
 
-    def rows(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
+    def rows(self, specs: Sequence[JobSpec]) -> list[InsertRow]:
         """One row per spec; raises :class:`EnqueueError` for the first bad one (naming its index
         when there are several)."""
         rows = []
@@ -66,7 +65,7 @@ class Inserter:
                 raise EnqueueError(f"job #{index} ({spec.kind}): {exc}") from None
         return rows
 
-    def row(self, spec: JobSpec) -> dict[str, Any]:
+    def row(self, spec: JobSpec) -> InsertRow:
         try:
             handler = self.registry.get(spec.kind)
         except LookupError as exc:
@@ -83,27 +82,23 @@ class Inserter:
             self.secrets.check_not_present(meta, "job options")
         self.secrets.check_not_present(spec.args, "args")
         queue = spec.queue or handler.queue
-        row: dict[str, Any] = {
-            "queue": queue,
-            "kind": spec.kind,
-            "args": spec.args,
-            "args_json": args_json,
-            "meta": meta,
-            "priority": _int("priority", spec.priority, handler.priority),
-            "max_attempts": _positive("max_attempts", spec.max_attempts, handler.max_attempts),
-            "timeout": _seconds("timeout", spec.timeout if spec.timeout is not None else handler.timeout),
-            "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
-            "delay": _seconds("delay", spec.delay),
-            "tags": sorted({*spec.tags, *handler.tags}) if spec.tags or handler.tags else [],
-            "unique_key": None,
-            "unique_states": None,
-        }
+        row = InsertRow(
+            queue=queue,
+            kind=spec.kind,
+            args=spec.args,
+            args_json=args_json,
+            meta=meta,
+            priority=_int("priority", spec.priority, handler.priority),
+            max_attempts=_positive("max_attempts", spec.max_attempts, handler.max_attempts),
+            timeout=_seconds("timeout", spec.timeout if spec.timeout is not None else handler.timeout),
+            scheduled_at=spec.scheduled_at.isoformat() if spec.scheduled_at else None,
+            delay=_seconds("delay", spec.delay),
+            tags=sorted({*spec.tags, *handler.tags}) if spec.tags or handler.tags else [],
+        )
         if spec.unique is not None:
             self._apply_unique(spec, queue, row)
         if spec.condition is not None or spec.on_success or spec.on_failure or spec.depends_on:
-            from engine.insert.followups import check_flow  # flow control; imported here: flow imports this module
-
-            check_flow(self, spec, row)
+            check_flow(self.row, spec, row)
         return row
 
     def _validate_args(self, spec: JobSpec, model: Any) -> None:
@@ -124,23 +119,23 @@ class Inserter:
             meta["vars"] = spec.vars
         if spec.depends_on:
             meta["depends_on"] = list(spec.depends_on)
-        for key in _OPTIONAL_META:  # the plain job has none: a bulk insert pays only these reads
-            value = getattr(spec, key)
+        for name, key in _OPTIONAL_META:  # the plain job has none: a bulk insert pays only these reads
+            value = getattr(spec, name)
             if value is not None:
                 meta[key] = value
         return meta
 
     @staticmethod
-    def _apply_unique(spec: JobSpec, queue: str, row: dict[str, Any]) -> None:
+    def _apply_unique(spec: JobSpec, queue: str, row: InsertRow) -> None:
         try:
-            unique = parse_unique(spec.unique)  # type: ignore[arg-type]
+            unique = parse_unique(spec.unique)
         except (TypeError, ValueError) as exc:
             raise EnqueueError(str(exc)) from None
         if unique is None:
             return
         keyed = JobSpec(kind=spec.kind, args=spec.args, queue=queue)
-        row["unique_key"] = unique_key(keyed, unique)
-        row["unique_states"] = [s for s in ALL_STATES if s in unique.states]
+        row.unique_key = unique_key(keyed, unique)
+        row.unique_states = [s for s in ALL_STATES if s in unique.states]
 
 
 def _int(name: str, value: int | None, default: int) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -22,19 +21,11 @@ import structlog
 
 from engine.core.config import LifelineConfig
 from engine.core.job import Job
-from engine.db.store import Ack, JobQueue
+from engine.db.faults import log_fault
+from engine.db.rows import InsertRow
+from engine.db.store import JobStore
 
 log = structlog.get_logger("jobengine.lifeline")
-
-
-def lease_lost_ack(job: Job, silent_for: float) -> Ack:
-    """The ack that returns a job this node stopped because its lease may have expired:
-    available again at once, the attempt not spent, the reason recorded."""
-    error = {"attempt": job.attempt, "at": datetime.now(UTC).isoformat(), "kind": "rescued",
-             "error": f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s, so another "
-                      "node may rescue the job; returned to be retried"}
-    return Ack(job_id=job.id, attempt=job.attempt, attempted_at=job.attempted_at or datetime.now(UTC),
-               state="available", delay=0.0, refund=True, error=error)
 
 
 class Lifeline:
@@ -50,18 +41,18 @@ class Lifeline:
 
     Example::
 
-        lifeline = Lifeline(queue, node="web-1.42", queues=["default"], config=config.lifeline)
+        lifeline = Lifeline(store, node="web-1.42", queues=["default"], config=config.lifeline)
         await lifeline.beat()        # register (and rescue this name's earlier life)
         await lifeline.run()         # until cancelled
         lifeline.healthy             # False while heartbeats fail
     """
 
-    def __init__(self, queue: JobQueue, *, node: str, queues: Sequence[str], config: LifelineConfig,
+    def __init__(self, store: JobStore, *, node: str, queues: Sequence[str], config: LifelineConfig,
                  meta: dict[str, Any] | None = None, on_recovered: Callable[[], None] | None = None,
                  on_lease_lost: Callable[[float], None] | None = None,
-                 on_discarded: Callable[[Job], Sequence[dict[str, Any]]] | None = None,
+                 on_discarded: Callable[[Job], Sequence[InsertRow]] | None = None,
                  known_jobs: Callable[[], Collection[int]] | None = None, claim_grace: float = 30.0) -> None:
-        self.queue = queue
+        self.store = store
         self.node = node
         self.queues = list(queues)
         self.config = config
@@ -107,7 +98,7 @@ class Lifeline:
         async with self._beat_lock:
             if self._retired:
                 return
-            await self.queue.heartbeat(self.node, self.queues, self.meta)
+            await self.store.heartbeat(self.node, self.queues, self.meta)
         self._last_ok = sent
         if not self._registered:
             self._registered = True
@@ -123,7 +114,7 @@ class Lifeline:
         """Rescue orphaned jobs once; returns them in their new state. ``starting``: this
         node runs nothing yet, so every job held under its name is an orphan."""
         known = () if starting or self.known_jobs is None else list(self.known_jobs())
-        jobs = await self.queue.rescue_orphaned(
+        jobs = await self.store.rescue_orphaned(
             self.config.rescue_after, self.config.max_rescues, node=self.node, known=known,
             claim_grace=0.0 if starting else self.claim_grace,
             on_discarded=self._followups if self.on_discarded is not None else None)
@@ -134,7 +125,7 @@ class Lifeline:
                         jobs=[job.id for job in jobs][:20], nodes=sorted({str(job.attempted_by) for job in jobs}))
         return jobs
 
-    def _followups(self, job: Job) -> Sequence[dict[str, Any]]:
+    def _followups(self, job: Job) -> Sequence[InsertRow]:
         """The discarded job's follow-up rows; a failure here must not block every rescue."""
         assert self.on_discarded is not None
         try:
@@ -154,10 +145,10 @@ class Lifeline:
     async def _tick(self) -> None:
         try:
             await self.beat()
-        except Exception as exc:  # a database fault must not end the lifeline
+        except Exception as exc:  # the next beat retries; the lease watch acts if they keep failing
             self.failures += 1
-            log.warning("heartbeat failed", error=str(exc) or type(exc).__name__, failures=self.failures,
-                        silent_for=round(self.heartbeat_age or 0.0, 1))
+            log_fault(log, "heartbeat failed", exc, failures=self.failures,
+                      silent_for=round(self.heartbeat_age or 0.0, 1))
             return
         if self.failures:
             log.info("heartbeats landing again; resuming", failed_beats=self.failures)
@@ -167,8 +158,8 @@ class Lifeline:
                 self.on_recovered()
         try:
             await self.rescue()
-        except Exception as exc:
-            log.warning("rescue failed", error=str(exc) or type(exc).__name__)
+        except Exception as exc:  # the next beat retries
+            log_fault(log, "rescue failed", exc)
 
     async def _watch_lease(self) -> None:
         """Apart from the beat loop, which a hanging query may hold up: stop this node's

@@ -7,7 +7,8 @@ import anyio.lowlevel
 import structlog
 
 from engine.core.config import RetentionConfig
-from engine.db.store import JobQueue
+from engine.db.faults import log_fault
+from engine.db.store import JobStore
 
 log = structlog.get_logger("jobengine.pruner")
 
@@ -19,12 +20,12 @@ class Pruner:
 
     Example::
 
-        pruner = Pruner(queue, config.retention)
+        pruner = Pruner(store, config.retention)
         deleted = await pruner.prune_once()    # or: await pruner.run() until cancelled
     """
 
-    def __init__(self, queue: JobQueue, config: RetentionConfig) -> None:
-        self.queue = queue
+    def __init__(self, store: JobStore, config: RetentionConfig) -> None:
+        self.store = store
         self.config = config
         self.pruned_total = 0
 
@@ -32,7 +33,7 @@ class Pruner:
         """Delete batches until one is not full; returns how many rows went."""
         total = 0
         while True:
-            deleted = await self.queue.prune(self.config.completed, self.config.cancelled,
+            deleted = await self.store.prune(self.config.completed, self.config.cancelled,
                                              self.config.discarded, self.config.batch_size)
             total += deleted
             self.pruned_total += deleted
@@ -47,6 +48,6 @@ class Pruner:
                 deleted = await self.prune_once()
                 if deleted:
                     log.info("pruned finished jobs", count=deleted)
-            except Exception as exc:  # a database fault must not end pruning; the next round retries
-                log.warning("pruning failed", error=str(exc) or type(exc).__name__)
+            except Exception as exc:  # the next round retries
+                log_fault(log, "pruning failed", exc)
             await anyio.sleep(self.config.interval)

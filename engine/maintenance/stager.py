@@ -6,7 +6,8 @@ from __future__ import annotations
 import anyio
 import structlog
 
-from engine.db.store import JobQueue
+from engine.db.faults import log_fault
+from engine.db.store import JobStore
 
 log = structlog.get_logger("jobengine.stager")
 BATCH = 5_000
@@ -20,13 +21,13 @@ class Stager:
 
     Example::
 
-        stager = Stager(queue, poll_interval=1.0)
+        stager = Stager(store, poll_interval=1.0)
         stager.wake()            # a job was inserted: look now
         await stager.run()       # until cancelled
     """
 
-    def __init__(self, queue: JobQueue, *, poll_interval: float) -> None:
-        self.queue = queue
+    def __init__(self, store: JobStore, *, poll_interval: float) -> None:
+        self.store = store
         self.poll_interval = poll_interval
         self._event = anyio.Event()
 
@@ -36,12 +37,12 @@ class Stager:
     async def run(self) -> None:
         while True:
             try:
-                staged = await self.queue.stage_due(BATCH)
+                staged = await self.store.stage_due(BATCH)
                 if sum(staged.values()) >= BATCH:
                     continue
-                due_in = await self.queue.next_due_in()
-            except Exception as exc:  # a database fault must not end staging
-                log.warning("staging failed", error=str(exc) or type(exc).__name__)
+                due_in = await self.store.next_due_in()
+            except Exception as exc:  # the next round retries
+                log_fault(log, "staging failed", exc)
                 due_in = None
             wait = self.poll_interval if due_in is None else min(max(due_in, 0.0), self.poll_interval)
             with anyio.move_on_after(wait):

@@ -10,15 +10,16 @@ and the job discarded with the reason, so one bad ack never blocks the others.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import anyio
 import asyncpg
 import structlog
 
-from engine.db.store import Ack, JobQueue, is_transient
+from engine.core import backoff
+from engine.core.acks import Ack
+from engine.db.faults import is_transient
+from engine.db.store import JobStore
 
 MAX_BATCH = 1_000
 RETRY_CAP = 5.0
@@ -37,9 +38,9 @@ class Acker:
         await acker.flush()     # write everything buffered (at shutdown)
     """
 
-    def __init__(self, queue: JobQueue, *,
+    def __init__(self, store: JobStore, *,
                  on_applied: Callable[[Sequence[Ack], set[int]], None] | None = None) -> None:
-        self.queue = queue
+        self.store = store
         self.on_applied = on_applied
         self._pending: list[Ack] = []
         self._event = anyio.Event()
@@ -100,7 +101,7 @@ class Acker:
             self._idle.set()
 
     async def _back_off(self, exc: Exception, failures: int) -> None:
-        delay = min(RETRY_CAP, 0.1 * 2**failures) * (0.5 + random.random())
+        delay = backoff.jittered(failures, base=0.1, cap=RETRY_CAP)
         log.warning("ack write failed; retrying", error=str(exc) or type(exc).__name__,
                     pending=len(self._pending), retry_in=round(delay, 2))
         self._nudge = anyio.Event()
@@ -109,7 +110,7 @@ class Acker:
 
     async def _write(self, batch: list[Ack]) -> None:
         try:
-            applied = await self.queue.finish(batch)
+            applied = await self.store.finish(batch)
         except Exception as exc:
             if not refused(exc):
                 raise
@@ -128,10 +129,8 @@ class Acker:
     async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
         """Postgres refuses this ack for itself: discard the job, saying why."""
         log.error("ack refused by Postgres; discarding job", job_id=ack.job_id, error=str(exc))
-        error = {"kind": "error", "attempt": ack.attempt, "error": f"result could not be stored: {exc}"[:2_000]}
         try:
-            return await self.queue.finish([replace(ack, state="discarded", result=None, delay=None,
-                                                    refund=False, error=error, followups=())])
+            return await self.store.finish([ack.refused(str(exc))])
         except Exception as again:
             if not refused(again):
                 raise

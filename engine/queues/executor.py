@@ -9,7 +9,6 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -17,13 +16,15 @@ import structlog
 from pydantic import ValidationError
 
 from engine.core import backoff
+from engine.core.acks import Ack, ErrorEntry, ErrorKind
+from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
 from engine.core.events import Events, JobEvent
 from engine.core.job import Job
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
-from engine.core.registry import HandlerSpec, Registry
+from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
-from engine.db.store import Ack
+from engine.core.templating import build_scope, render
 from engine.insert.followups import Followups
 
 MAX_ERROR_CHARS = 2_000
@@ -104,8 +105,6 @@ class Executor:
             return Failed(exc, traceback.format_exc())
 
     def _context(self, job: Job) -> HandlerContext:
-        from engine.core.templating import build_scope
-
         scope = build_scope(job, self.secrets)
         return HandlerContext(config=self.resources.config, resources=self.resources, secrets=self.secrets,
                               logger=self.log.bind(job_id=job.id, kind=job.kind), scope=scope)
@@ -114,8 +113,6 @@ class Executor:
         text = job.meta.get("condition")
         if not text:
             return None
-        from engine.core.conditions import parse_condition
-
         condition = parse_condition(text)
         if condition.evaluate(scope):
             return None
@@ -144,36 +141,32 @@ class Executor:
 
     def to_ack(self, job: Job, outcome: Outcome) -> Ack:
         """Map an outcome to the state transition that records it."""
-        attempted_at = job.attempted_at or datetime.now(UTC)
-        if type(outcome) is Completed:  # the common case, built in one go
-            result = self._cap_result(self.secrets.redact(outcome.value))
-            return Ack(job_id=job.id, attempt=job.attempt, attempted_at=attempted_at, state="completed",
-                       result=result, followups=self.followups.on_completed(job, result))
-        base = Ack(job_id=job.id, attempt=job.attempt, attempted_at=attempted_at, state="completed")
         match outcome:
+            case Completed(value):
+                result = self._cap_result(self.secrets.redact(value))
+                return Ack.completed(job, result, self.followups.on_completed(job, result))
             case Snooze(seconds):
-                return replace(base, state="scheduled", delay=seconds, refund=True)
+                return Ack.snoozed(job, seconds)
             case Cancel(reason):
-                return replace(base, state="cancelled", error=self._entry(job, "cancelled", reason))
+                return Ack.cancelled(job, self._entry(job, "cancelled", reason))
             case Discard(reason):
                 error = self._entry(job, "discarded", reason)
-                return replace(base, state="discarded", error=error,
-                               followups=self.followups.on_discarded(job, error))
+                return Ack.discarded(job, error, self.followups.on_discarded(job, error.as_dict()))
             case Failed(exc, trace):
-                return self._failure(job, base, exc, trace)
+                return self._failure(job, exc, trace)
         raise AssertionError(f"unhandled outcome {outcome!r}")
 
-    def _failure(self, job: Job, base: Ack, exc: BaseException, trace: str) -> Ack:
+    def _failure(self, job: Job, exc: BaseException, trace: str) -> Ack:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, TimeoutError) and not str(exc):
             message = f"TimeoutError: job exceeded its timeout of {job.timeout}s"
         error = self._entry(job, "error", message, trace)
         if isinstance(exc, PermanentError) or job.attempt >= job.max_attempts:
-            return replace(base, state="discarded", error=error, followups=self.followups.on_discarded(job, error))
+            return Ack.discarded(job, error, self.followups.on_discarded(job, error.as_dict()))
         delay = self._backoff(job)
         if isinstance(exc, RetryAfter):
             delay = max(delay, exc.seconds)
-        return replace(base, state="retryable", delay=delay, error=error)
+        return Ack.retryable(job, error, delay)
 
     def _backoff(self, job: Job) -> float:
         if job.meta.get("backoff"):
@@ -183,16 +176,9 @@ class Executor:
             return float(spec.backoff(job.attempt))
         return backoff.exponential(job.attempt)
 
-    def _entry(self, job: Job, kind: str, message: str, trace: str | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "attempt": job.attempt,
-            "at": datetime.now(UTC).isoformat(),
-            "kind": kind,
-            "error": self.secrets.redact_text(message)[:MAX_ERROR_CHARS],
-        }
-        if trace:
-            entry["traceback"] = self.secrets.redact_text(trace)[-MAX_TRACEBACK_CHARS:]
-        return entry
+    def _entry(self, job: Job, kind: ErrorKind, message: str, trace: str | None = None) -> ErrorEntry:
+        return ErrorEntry.now(job.attempt, kind, self.secrets.redact_text(message)[:MAX_ERROR_CHARS],
+                              self.secrets.redact_text(trace)[-MAX_TRACEBACK_CHARS:] if trace else None)
 
     @staticmethod
     def _cap_result(result: Any) -> Any:
@@ -219,18 +205,21 @@ def _has_placeholder(value: Any) -> bool:
 
 
 def _render(args: Any, scope: Any) -> Any:
-    from engine.core.templating import render
-
     return render(args, scope)
 
 
 def _validate(spec: HandlerSpec, args: Any) -> Any:
+    """The attempt's one validation of rendered args: placeholders are refused (the
+    context), and the handler receives the model instance as ``job.args``."""
     if spec.args_model is None:
         return args
     try:
-        return spec.args_model.model_validate(args)
+        return spec.args_model.model_validate(args, context=RENDERED_CONTEXT)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
         raise PermanentError(f"invalid args for {spec.kind!r}: {problems}") from None
 
 

@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from engine.core.config import QueueConfig, parse_rate
 from engine.core.job import Job
+from engine.db.rows import ClaimWindow
+from engine.db.store import JobStore
 
-if TYPE_CHECKING:
-    from engine.db.store import JobQueue
-
-__all__ = ["GLOBAL_RECHECK", "JITTER", "ClaimWindow", "QueueLimits", "claim", "next_claim_in"]
+__all__ = ["GLOBAL_RECHECK", "JITTER", "QueueLimits", "claim", "next_claim_in"]
 
 # Seconds between claims of a queue held back by its global limit (on average).
 GLOBAL_RECHECK = 0.1
@@ -71,24 +68,6 @@ class QueueLimits:
         return cls(rate=rate, window=window, global_limit=settings.global_limit)
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimWindow:
-    """What a limited claim saw under the lock: the quota it computed, the attempts
-    already started in the rate window (and when the oldest of them started), the jobs
-    executing on all nodes, and the database clock."""
-
-    quota: int
-    recent: int
-    oldest: datetime | None
-    running: int
-    clock: datetime
-
-    @classmethod
-    def from_record(cls, record: Any) -> ClaimWindow:
-        return cls(quota=record["quota"], recent=record["recent"], oldest=record["oldest"],
-                   running=record["running"], clock=record["clock"])
-
-
 def next_claim_in(limits: QueueLimits, window: ClaimWindow, wanted: int, claimed: int) -> float | None:
     """Seconds before another claim could get more, when ``limits`` held this one back;
     None when the claim was not held back (it got all it asked for, or the queue ran dry).
@@ -114,10 +93,10 @@ def next_claim_in(limits: QueueLimits, window: ClaimWindow, wanted: int, claimed
     return max(waits) + random.uniform(0.0, JITTER) * min(GLOBAL_RECHECK, max(waits))
 
 
-async def claim(queue: JobQueue, name: str, wanted: int, node: str,
+async def claim(store: JobStore, name: str, wanted: int, node: str,
                 limits: QueueLimits) -> tuple[list[Job], float | None]:
     """Claim up to ``wanted`` jobs of queue ``name`` within ``limits``; returns the jobs
     and :func:`next_claim_in`'s hint."""
-    jobs, window = await queue.fetch_limited(name, wanted, node, rate=limits.rate, window=limits.window,
+    jobs, window = await store.fetch_limited(name, wanted, node, rate=limits.rate, window=limits.window,
                                              global_limit=limits.global_limit)
     return jobs, next_claim_in(limits, window, wanted, len(jobs))

@@ -12,7 +12,6 @@ LISTEN cannot work at all, the notifier warns once and the engine relies on poll
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,9 @@ import anyio
 import asyncpg
 import structlog
 
-from engine.db.store import JobQueue, is_transient
+from engine.core import backoff
+from engine.db.faults import is_transient
+from engine.db.store import JobStore
 
 log = structlog.get_logger("jobengine.notifier")
 
@@ -49,15 +50,15 @@ class Notifier:
 
     Example::
 
-        notifier = Notifier(queue, on_insert=wake, on_control=apply, on_reconnect=wake_all)
+        notifier = Notifier(store, on_insert=wake, on_control=apply, on_reconnect=wake_all)
         await notifier.run()          # until cancelled
         notifier.state                # "connected", "reconnecting" or "unavailable"
     """
 
-    def __init__(self, queue: JobQueue, *, on_insert: Callable[[str], None],
+    def __init__(self, store: JobStore, *, on_insert: Callable[[str], None],
                  on_control: Callable[[dict[str, Any]], None], on_reconnect: Callable[[], None],
                  check_interval: float = 5.0) -> None:
-        self.queue = queue
+        self.store = store
         self.on_insert = on_insert
         self.on_control = on_control
         self.on_reconnect = on_reconnect
@@ -87,7 +88,7 @@ class Notifier:
 
     async def publish(self, message: dict[str, Any]) -> None:
         """Send a control message to every node (this one included)."""
-        await self.queue.notify(self.queue.statements.control_channel, json.dumps(message))
+        await self.store.notify(self.store.statements.control_channel, json.dumps(message))
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with capped, jittered backoff."""
@@ -122,7 +123,7 @@ class Notifier:
         if self.state == "unavailable":
             delay = UNAVAILABLE_RETRY
         else:
-            delay = min(RECONNECT_CAP, 0.05 * 2**failures) * (0.5 + random.random()) if failures > 1 else 0.0
+            delay = backoff.jittered(failures, base=0.05, cap=RECONNECT_CAP) if failures > 1 else 0.0
         with anyio.move_on_after(delay):
             await self._nudge.wait()
         self._nudge = anyio.Event()
@@ -138,9 +139,9 @@ class Notifier:
     async def _listen_once(self) -> None:
         """Connect, prove the connection with a probe, then watch it until it fails."""
         self._lost = anyio.Event()
-        channels = [self.queue.statements.insert_channel, self.queue.statements.control_channel,
+        channels = [self.store.statements.insert_channel, self.store.statements.control_channel,
                     self._probe_channel]
-        conn = await self.queue.open_listener(channels, self._dispatch, on_lost=self._lost.set)
+        conn = await self.store.open_listener(channels, self._dispatch, on_lost=self._lost.set)
         try:
             await self._probe(conn)
             if self.state == "unavailable":
@@ -164,7 +165,7 @@ class Notifier:
         """NOTIFY our own channel on ``conn``; raise unless the echo arrives in time."""
         self._echo = anyio.Event()
         self._probe_token = f"{time.monotonic():.6f}"
-        await self.queue.ping_listener(conn, self._probe_channel, self._probe_token)
+        await self.store.ping_listener(conn, self._probe_channel, self._probe_token)
         with anyio.move_on_after(self.check_interval):
             await self._echo.wait()
         if not self._echo.is_set():
@@ -191,7 +192,7 @@ class Notifier:
             if payload == self._probe_token:
                 self._echo.set()
             return
-        if channel == self.queue.statements.insert_channel:
+        if channel == self.store.statements.insert_channel:
             self.on_insert(payload)
             return
         try:

@@ -4,16 +4,16 @@ and runs each in its own task under the queue's concurrency limit."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 
+from engine.core import backoff
+from engine.core.acks import Ack
 from engine.core.job import Job
-from engine.db.store import JobQueue
-from engine.maintenance.lifeline import lease_lost_ack
+from engine.db.store import JobStore
 from engine.queues.acker import Acker
 from engine.queues.executor import Executor
 from engine.queues.limits import QueueLimits, claim
@@ -35,12 +35,12 @@ class Producer:
     waiting) and by polling as a backstop. Never holds a transaction while a job runs.
     """
 
-    def __init__(self, name: str, *, concurrency: int, paused: bool, queue: JobQueue, executor: Executor,
+    def __init__(self, name: str, *, concurrency: int, paused: bool, store: JobStore, executor: Executor,
                  acker: Acker, node: str, poll_interval: float, limits: QueueLimits | None = None) -> None:
         self.name = name
         self.limit = concurrency
         self.paused = paused
-        self.queue = queue
+        self.store = store
         self.executor = executor
         self.acker = acker
         self.node = node
@@ -140,7 +140,7 @@ class Producer:
                     failures = 0
                 except Exception as exc:  # a database fault must not end the producer
                     failures += 1
-                    delay = min(5.0, 0.1 * 2**failures) * (0.5 + random.random())
+                    delay = backoff.jittered(failures, base=0.1, cap=5.0)
                     log.warning("fetch failed; backing off", queue=self.name, error=str(exc) or type(exc).__name__,
                                 retry_in=round(delay, 2))
                     with anyio.move_on_after(delay):
@@ -164,16 +164,16 @@ class Producer:
 
     async def _hand_back(self, claimed: list[Job]) -> None:
         try:
-            await self.queue.release([job.id for job in claimed], self.node)
+            await self.store.release([job.id for job in claimed], self.node)
         except Exception as exc:  # the lifeline's lost-claim rescue returns them later
             log.warning("could not hand back jobs claimed as the queue paused", queue=self.name,
                         error=str(exc) or type(exc).__name__)
 
     async def _claim(self, free: int) -> list[Job]:
         if self.limits is None:
-            return await self.queue.fetch(self.name, free, self.node)
+            return await self.store.fetch(self.name, free, self.node)
         # Flow control: a claim held back by a limit says when asking again can pay off.
-        claimed, retry_in = await claim(self.queue, self.name, free, self.node, self.limits)
+        claimed, retry_in = await claim(self.store, self.name, free, self.node, self.limits)
         self._held_until = 0.0 if retry_in is None else time.monotonic() + retry_in
         return claimed
 
@@ -216,7 +216,7 @@ class Producer:
             if running.scope.cancelled_caught and running.stop_reason == "shutdown":
                 self.released.append(running.job.id)
             elif running.scope.cancelled_caught and running.stop_reason == "lease lost":
-                self.acker.put(lease_lost_ack(running.job, self._lease_silence))
+                self.acker.put(Ack.lease_lost(running.job, self._lease_silence))
         finally:
             del self.running[running.job.id]
             if self.limits is not None and self.limits.global_limit is not None and not self._stopping:

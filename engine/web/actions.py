@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 
 from engine.core.job import Job
+from engine.engine import Engine
 from engine.web.auth import Principal
 from engine.web.present import STATES
+from engine.web.stores import job_store
 
 log = structlog.get_logger("jobengine.web")
 JOB_ACTIONS = ("retry", "cancel", "delete", "run")
@@ -23,6 +25,16 @@ MAX_BULK_IDS = 500
 # A bulk action on "everything matching the filter" touches at most this many jobs per request.
 MAX_BULK_FILTERED = 10_000
 MAX_TEXT = 200
+
+
+class BulkResult(TypedDict):
+    """What a bulk action did: ``changed`` lists the ids it changed, ``more`` says that more
+    jobs match the filter than one request touches."""
+
+    action: str
+    selected: int
+    changed: list[int]
+    more: bool
 
 
 class ActionError(Exception):
@@ -76,7 +88,7 @@ class JobFilter:
         return cls(state=state, order=order, before=_int(params, "before", 1, 2**62),
                    after=_int(params, "after", 1, 2**62), limit=_int(params, "limit", 1, MAX_PAGE) or 50, **text)
 
-    def query(self, **changes: Any) -> dict[str, str]:
+    def query(self, **changes: int | None) -> dict[str, str]:
         """The non-default fields as URL parameters (for links and live refreshes)."""
         values = {**asdict(self), **changes}
         defaults = {"order": "newest", "limit": 50}
@@ -110,11 +122,11 @@ def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | Non
     return number
 
 
-async def list_jobs(engine: Any, flt: JobFilter) -> tuple[list[Job], bool]:
+async def list_jobs(engine: Engine, flt: JobFilter) -> tuple[list[Job], bool]:
     """A page in display order and whether more follow in the paging direction."""
     # Paging back towards the start reads the other way from the cursor, then flips the page.
     flip = (flt.after is not None and not flt.ascending) or (flt.before is not None and flt.ascending)
-    jobs = await engine.queue.dashboard_job_page(
+    jobs = await job_store(engine).dashboard_job_page(
         queue=flt.queue, state=flt.state, kind=flt.kind, tag=flt.tag, search=flt.q, before=flt.before,
         after=flt.after, ascending=flt.ascending != flip, limit=flt.limit + 1)
     more = len(jobs) > flt.limit
@@ -122,15 +134,15 @@ async def list_jobs(engine: Any, flt: JobFilter) -> tuple[list[Job], bool]:
     return (jobs[::-1] if flip else jobs), more
 
 
-async def get_job(engine: Any, job_id: int) -> tuple[Job, dict[str, Any], list[dict[str, Any]]]:
-    found = await engine.queue.dashboard_job(job_id)
+async def get_job(engine: Engine, job_id: int) -> tuple[Job, dict[str, Any], list[dict[str, Any]]]:
+    found = await job_store(engine).dashboard_job(job_id)
     if found is None:
         raise NotFound(f"no job {job_id}")
     job, extra = found
-    return job, extra, await engine.queue.dashboard_children(job_id)
+    return job, extra, await job_store(engine).dashboard_children(job_id)
 
 
-async def job_action(engine: Any, principal: Principal, action: str, job_id: int) -> Job | None:
+async def job_action(engine: Engine, principal: Principal, action: str, job_id: int) -> Job | None:
     """Retry, cancel, delete or run one job now; the job afterwards (None once deleted)."""
     job = await engine.get(job_id)
     if job is None:
@@ -142,7 +154,7 @@ async def job_action(engine: Any, principal: Principal, action: str, job_id: int
     elif action == "delete":
         done = await engine.delete(job_id)
     elif action == "run":
-        done = bool(await engine.queue.dashboard_bulk("run", [job_id]))
+        done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
     else:
         raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
     if not done:
@@ -161,8 +173,8 @@ def _refusal(action: str, job: Job) -> str:
     return f"job {job.id} is {job.state}: {why}"
 
 
-async def bulk_action(engine: Any, principal: Principal, action: str, *, ids: list[int] | None = None,
-                      flt: JobFilter | None = None) -> dict[str, Any]:
+async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids: list[int] | None = None,
+                      flt: JobFilter | None = None) -> BulkResult:
     """Apply ``action`` to the given ids, or to the jobs matching ``flt`` (at most
     MAX_BULK_FILTERED); returns ``{"action", "selected", "changed": [ids], "more"}``."""
     if action not in JOB_ACTIONS:
@@ -170,7 +182,7 @@ async def bulk_action(engine: Any, principal: Principal, action: str, *, ids: li
     executing: list[int] = []
     more = False
     if flt is not None:
-        jobs = await engine.queue.dashboard_job_page(
+        jobs = await job_store(engine).dashboard_job_page(
             queue=flt.queue, state=flt.state, kind=flt.kind, tag=flt.tag, search=flt.q,
             limit=MAX_BULK_FILTERED + 1)
         more = len(jobs) > MAX_BULK_FILTERED
@@ -181,7 +193,8 @@ async def bulk_action(engine: Any, principal: Principal, action: str, *, ids: li
         selected = list(dict.fromkeys(ids or []))
         if not selected or len(selected) > MAX_BULK_IDS:
             raise BadRequest(f"ids: give 1 to {MAX_BULK_IDS} job ids")
-    changed = await engine.queue.dashboard_bulk(action, selected, f"cancelled from the dashboard ({principal.via})")
+    changed = await job_store(engine).dashboard_bulk(action, selected,
+                                                     f"cancelled from the dashboard ({principal.via})")
     if action == "cancel":
         # Executing jobs must also be stopped on their node: Engine.cancel publishes that.
         rest = executing if flt is not None else [i for i in selected if i not in set(changed)]
@@ -191,8 +204,8 @@ async def bulk_action(engine: Any, principal: Principal, action: str, *, ids: li
     return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more}
 
 
-async def queue_action(engine: Any, principal: Principal, name: str, action: str,
-                       concurrency: Any = None) -> None:
+async def queue_action(engine: Engine, principal: Principal, name: str, action: str,
+                       concurrency: object = None) -> None:
     if not name or len(name) > MAX_TEXT:
         raise BadRequest(f"queue: 1 to {MAX_TEXT} characters")
     if action == "pause":

@@ -12,11 +12,12 @@ from aiohttp import web
 from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import BadRequest, JobFilter
-from engine.web.app import ENGINE, METRICS, SNAPSHOTS, principal_of
+from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
 from engine.web.metrics import CONTENT_TYPE, Gauge
 from engine.web.openapi import openapi_document
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
+from engine.web.stores import job_store
 
 
 async def _body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
@@ -164,8 +165,7 @@ def database_gauges(overview: Overview) -> list[Gauge]:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    up = await engine.queue.ping()
+    up = await job_store(request.app[ENGINE]).ping()
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
         gauges += database_gauges(await request.app[SNAPSHOTS].overview())
@@ -177,7 +177,7 @@ async def healthz(request: web.Request) -> web.Response:
     """200 when Postgres answers and the engine works (its tasks alive, heartbeats landing,
     LISTEN connected or known unavailable), else 503; no job data (this route needs no token)."""
     engine = request.app[ENGINE]
-    up = await engine.queue.ping()
+    up = await job_store(engine).ping()
     health = engine.health()
     healthy = up and bool(health["healthy"])
     body = {**health, "status": "ok" if healthy else "unavailable", "database": up, "healthy": healthy}

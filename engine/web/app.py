@@ -13,8 +13,6 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
-from urllib.parse import urlencode
 
 import asyncpg
 import jinja2
@@ -22,39 +20,35 @@ import structlog
 from aiohttp import web
 
 from engine.core.config import DashboardConfig
-from engine.web import present
+from engine.engine import Engine
+from engine.web import api, pages, present
 from engine.web.actions import ActionError
-from engine.web.auth import CSRF_FIELD, Auth, AuthError, Principal, set_session_cookie
+from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
+from engine.web.context import (
+    AUTH,
+    ENGINE,
+    METRICS,
+    NONCE,
+    PRINCIPAL,
+    SETTINGS,
+    SNAPSHOTS,
+    STATIC,
+    TEMPLATES,
+    render,
+    safe_next,
+    url,
+    wants_json,
+)
 from engine.web.metrics import Metrics
 from engine.web.snapshot import Snapshots
 
 log = structlog.get_logger("jobengine.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
-AUTH = web.AppKey("auth", Auth)
-SNAPSHOTS = web.AppKey("snapshots", Snapshots)
-METRICS = web.AppKey("metrics", Metrics)
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
-STATIC: web.AppKey[dict[str, tuple[bytes, str, str]]] = web.AppKey("static", dict)
-SETTINGS = web.AppKey("settings", DashboardConfig)
-PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal", object)  # type: ignore[arg-type]
-NONCE = web.RequestKey("nonce", str)
-
 PUBLIC_PATHS = frozenset({"/healthz"})
 LOGIN_PATH = "/login"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 MAX_BODY = 2 * 1024 * 1024
-
-
-def wants_json(request: web.Request) -> bool:
-    return request.path.startswith("/api/") or request.path in ("/metrics", "/healthz")
-
-
-def principal_of(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert principal is not None
-    return principal
 
 
 # --- middleware ------------------------------------------------------------------------------
@@ -146,29 +140,6 @@ def error_response(request: web.Request, status: int, message: str) -> web.Respo
     return response
 
 
-def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    """A template with what every page needs: principal, CSRF token, nonce, static URLs."""
-    app = request.app
-    principal = request.get(PRINCIPAL)
-    page = app[TEMPLATES].get_template(template).render(
-        request=request, principal=principal, csrf=getattr(principal, "csrf", None) or "",
-        nonce=request.get(NONCE, ""), refresh_ms=int(app[SETTINGS].refresh_interval * 1000),
-        static=lambda name: f"/static/{name}?v={app[STATIC][name][2]}", **context)
-    return web.Response(text=page, content_type="text/html", status=status)
-
-
-def safe_next(target: str | None) -> str:
-    """A same-site path to return to (never ``//evil`` or a scheme)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
-def url(path: str, params: dict[str, Any] | None = None) -> str:
-    query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-    return f"{path}?{urlencode(query)}" if query else path
-
-
 async def static_file(request: web.Request) -> web.Response:
     name = request.match_info["filename"]
     found = request.app[STATIC].get(name)
@@ -201,15 +172,13 @@ def _templates() -> jinja2.Environment:
 
 # --- the application -------------------------------------------------------------------------
 
-def create_app(engine: Any, settings: DashboardConfig | None = None) -> web.Application:
+def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.Application:
     """The dashboard, API, /metrics and /healthz for a started ``engine``.
 
     Example::
 
         app = create_app(engine, DashboardConfig(token="s3cret-operator-token"))
     """
-    from engine.web import api, pages
-
     settings = settings or engine.config.dashboard
     app = web.Application(middlewares=[security, authenticate], client_max_size=MAX_BODY)
     app[ENGINE] = engine

@@ -1,4 +1,5 @@
-"""Cron entries for the dashboard and the API, through the cron store (engine.cron_store).
+"""Cron entries for the dashboard and the API, through the started engine's cron store
+(``engine.cron``).
 
 "Run now" inserts the entry's job document at once, built exactly like a scheduled slot
 (same meta and ``cron:NAME`` tag), without touching the entry's schedule bookkeeping.
@@ -6,31 +7,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import structlog
 
+from engine.engine import Engine
 from engine.web.actions import CRON_ACTIONS, BadRequest, NotFound
 from engine.web.auth import Principal
+from engine.web.stores import cron_store
 
 log = structlog.get_logger("jobengine.web")
 
 
-def _store(engine: Any) -> Any:
-    from engine.cli.cron import cron_store
+class CronActionResult(TypedDict):
+    """What a cron action did; ``job_id`` is the job ``run`` inserted."""
 
-    return cron_store(engine)
+    name: str
+    action: str
+    job_id: NotRequired[int]
 
 
-async def list_entries(engine: Any) -> list[dict[str, Any]]:
+async def list_entries(engine: Engine) -> list[dict[str, Any]]:
     """Every entry with its next run (UTC and local) and its last job, JSON-able."""
-    return [status.as_dict() for status in await _store(engine).list()]
+    return [status.as_dict() for status in await cron_store(engine).list()]
 
 
-async def cron_action(engine: Any, principal: Principal, name: str, action: str) -> dict[str, Any]:
+async def cron_action(engine: Engine, principal: Principal, name: str, action: str) -> CronActionResult:
     """Enable, disable or run an entry now; returns ``{"name", "action", "job_id"?}``."""
-    store = _store(engine)
-    result: dict[str, Any] = {"name": name, "action": action}
+    store = cron_store(engine)
+    result: CronActionResult = {"name": name, "action": action}
     if action in ("enable", "disable"):
         done = await (store.enable(name) if action == "enable" else store.disable(name))
         if not done:

@@ -62,7 +62,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["document", "errors", "children", "timeline"],
         "properties": {
-            "document": {"type": "object", "description": "The job as a job document (SPEC §4)"},
+            "document": {"type": "object", "description": "The job as a job document (docs/job-documents.md)"},
             "meta": {"type": "object"}, "result": {}, "attempted_by": {"type": ["string", "null"]},
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "attempt": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"},

@@ -4,15 +4,17 @@ redirect back with a notice (post/redirect/get)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from engine.core.secrets import Secrets
 from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import JobFilter
-from engine.web.app import AUTH, ENGINE, PRINCIPAL, SETTINGS, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.auth import COOKIE, set_session_cookie
+from engine.web.context import AUTH, ENGINE, PRINCIPAL, SETTINGS, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.present import job_detail, job_summary
 
 NOTICES = {
@@ -31,7 +33,7 @@ def notice(request: web.Request) -> str | None:
     return template.format(n=int(count) if count.isdigit() else 1) if template else None
 
 
-def _secrets(request: web.Request) -> Any:
+def _secrets(request: web.Request) -> Secrets:
     return request.app[ENGINE].secrets
 
 
@@ -138,7 +140,7 @@ async def logout(request: web.Request) -> web.Response:
 
 # --- actions (POST, then redirect back) -----------------------------------------------------
 
-def _back(form: Any, done: str, n: int = 1, default: str = "/") -> web.HTTPSeeOther:
+def _back(form: Mapping[str, object], done: str, n: int = 1, default: str = "/") -> web.HTTPSeeOther:
     target = safe_next(str(form.get("next", default)))
     joiner = "&" if "?" in target else "?"
     return web.HTTPSeeOther(f"{target}{joiner}done={done}&n={n}")

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.core.job import Job, JobState
+from engine.core.job import JOB_OPTIONS, Job, JobState
 from engine.core.secrets import Secrets
 
 # Bull Board's grouping of the seven states, in display order.
@@ -25,10 +25,8 @@ STATES: tuple[str, ...] = tuple(state for states in GROUPS.values() for state in
 GROUP_OF = {state: group for group, states in GROUPS.items() for state in states}
 assert set(STATES) == {s.value for s in JobState}
 
-# Job document fields kept in meta by the inserter (engine.inserter.Inserter._meta).
-_META_TO_DOCUMENT = {"vars": "vars", "on_success": "onSuccess", "on_failure": "onFailure",
-                     "condition": "condition", "failure_notification": "failureNotification",
-                     "backoff": "backoff", "depends_on": "dependsOn"}
+# Job document fields kept in meta by the inserter (engine.insert.inserter.Inserter._meta): meta key -> name.
+_META_TO_DOCUMENT = JOB_OPTIONS.meta_to_document
 
 
 def iso(value: datetime | None) -> str | None:
@@ -60,7 +58,7 @@ def job_summary(job: Job, secrets: Secrets) -> dict[str, Any]:
 
 
 def job_document(job: Job) -> dict[str, Any]:
-    """The job as a camelCase job document (SPEC §4), as it would be enqueued again."""
+    """The job as a camelCase job document (docs/job-documents.md), as it would be enqueued again."""
     doc: dict[str, Any] = {"jobType": job.kind, "data": job.args, "queue": job.queue, "priority": job.priority,
                            "attempts": job.max_attempts}
     if job.timeout is not None:

@@ -6,12 +6,13 @@ import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from engine.core.config import ConfigError, DashboardConfig
+from engine.engine import Engine
+from engine.web.app import create_app
 
 log = structlog.get_logger("jobengine.web")
 LOCAL_ONLY = "127.0.0.1"
@@ -59,7 +60,7 @@ def listen_address(settings: DashboardConfig, bind: str | None = None) -> tuple[
 
 
 @asynccontextmanager
-async def serve(engine: Any, *, bind: str | None = None,
+async def serve(engine: Engine, *, bind: str | None = None,
                 settings: DashboardConfig | None = None) -> AsyncIterator[DashboardServer]:
     """Serve the dashboard, API, /metrics and /healthz for a started ``engine`` until the
     block exits. ``bind`` overrides ``dashboard.bind`` (port 0 picks a free port).
@@ -71,8 +72,6 @@ async def serve(engine: Any, *, bind: str | None = None,
                 print("dashboard at", server.url)
                 await anyio.sleep_forever()
     """
-    from engine.web.app import create_app
-
     settings = settings or engine.config.dashboard
     host, port = listen_address(settings, bind)
     app = create_app(engine, settings)
@@ -95,7 +94,7 @@ async def serve(engine: Any, *, bind: str | None = None,
 
 
 @asynccontextmanager
-async def serve_unless_busy(engine: Any) -> AsyncIterator[DashboardServer | None]:
+async def serve_unless_busy(engine: Engine) -> AsyncIterator[DashboardServer | None]:
     """:func:`serve` for ``jobengine start``: when the address is taken (several engines on
     one host with the default bind), run without a dashboard and say so, rather than not
     processing jobs at all. Any other problem with the address still fails the start."""

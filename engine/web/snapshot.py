@@ -8,13 +8,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import anyio
 
+from engine.engine import Engine
 from engine.web.present import GROUPS, STATES, count_text
+from engine.web.stores import job_store
 
 THROUGHPUT_MINUTES = 60
+
+
+class Point(TypedDict):
+    """Jobs that finished in one minute (UTC), completed or failed."""
+
+    minute: datetime
+    completed: int
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +75,7 @@ class QueueView:
 @dataclass(slots=True)
 class Overview:
     queues: list[QueueView]
-    throughput: list[dict[str, Any]]
+    throughput: list[Point]
     nodes: list[dict[str, Any]]
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -79,7 +89,7 @@ class Overview:
     def peak(self) -> int:
         return max([1, *(point["completed"] + point["failed"] for point in self.throughput)])
 
-    def per_minute(self, key: str, minutes: int = 5) -> float:
+    def per_minute(self, key: Literal["completed", "failed"], minutes: int = 5) -> float:
         """Average per minute over the last ``minutes`` full minutes."""
         recent = self.throughput[-minutes - 1:-1]
         return sum(point[key] for point in recent) / max(1, len(recent))
@@ -103,7 +113,7 @@ class Snapshots:
         overview = await snapshots.overview()
     """
 
-    def __init__(self, engine: Any, *, ttl: float, cap: int) -> None:
+    def __init__(self, engine: Engine, *, ttl: float, cap: int) -> None:
         self.engine = engine
         self.ttl = ttl
         self.cap = cap
@@ -121,7 +131,7 @@ class Snapshots:
             return self._cached[1]
 
     async def _build(self) -> Overview:
-        queue = self.engine.queue
+        queue = job_store(self.engine)
         controls = await queue.queue_controls()
         nodes = await queue.list_nodes()
         configured = self.engine.config.queues
@@ -145,11 +155,11 @@ class Snapshots:
         return Overview(views, throughput, nodes)
 
 
-def _fill_minutes(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fill_minutes(points: list[dict[str, Any]]) -> list[Point]:
     """One point per minute of the window, zeros where nothing finished."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     by_minute = {p["minute"]: p for p in points}
-    filled = []
+    filled: list[Point] = []
     for offset in range(THROUGHPUT_MINUTES - 1, -1, -1):
         minute = now - timedelta(minutes=offset)
         point = by_minute.get(minute, {})

@@ -17,7 +17,8 @@ from engine.core.secrets import Secrets
 from engine.cron.schedule import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
-from engine.db.store import Ack, JobQueue
+from engine.core.acks import Ack
+from engine.db.store import JobStore
 from engine.insert.inserter import Inserter
 from tests.support.waiting import wait_until
 
@@ -62,11 +63,11 @@ def inserter() -> Inserter:
 
 @pytest_asyncio.fixture
 async def open_queue(pg_url: str, schema: str) -> AsyncIterator[Callable[[], Any]]:
-    """``await open_queue()``: a migrated JobQueue on this test's schema (closed afterwards)."""
-    queues: list[JobQueue] = []
+    """``await open_queue()``: a migrated JobStore on this test's schema (closed afterwards)."""
+    queues: list[JobStore] = []
 
-    async def open_one() -> JobQueue:
-        queue = JobQueue(pg_url, schema=schema, pool_size=3)
+    async def open_one() -> JobStore:
+        queue = JobStore(pg_url, schema=schema, pool_size=3)
         await queue.open()
         await queue.migrate()
         queues.append(queue)
@@ -86,7 +87,7 @@ def entry(name: str = "report", schedule: str = "* * * * *", **options: Any) -> 
     return CronEntry(name, schedule, options.pop("timezone", "UTC"), options.pop("job", DOC), **options)
 
 
-async def cron_jobs(queue: JobQueue) -> list[tuple[str, str]]:
+async def cron_jobs(queue: JobStore) -> list[tuple[str, str]]:
     """(entry, slot) of every job the ticker inserted, oldest first."""
     jobs = await queue.dashboard_job_page(limit=1000)
     return sorted((job.meta["cron"], job.meta["cron_slot"]) for job in jobs)
@@ -118,7 +119,7 @@ async def test_two_tickers_ticking_the_same_minutes_insert_each_slot_once(
         async with anyio.create_task_group() as group:
             for ticker in tickers:
                 group.start_soon(ticker.tick, now)
-    jobs = await cron_jobs(first.queue)
+    jobs = await cron_jobs(first.store)
     assert len(jobs) == 50 and len(set(jobs)) == 50
 
 
@@ -129,15 +130,15 @@ async def test_the_clock_stepping_backwards_never_reinserts_a_slot(store: CronSt
     for now in (at(11, 30), at(11, 58, 30), at(12, 0, 10), at(12, 0, 50)):
         assert (await ticker.tick(now)).inserted == []
     # A second process whose clock is an hour behind inserts nothing either.
-    assert (await CronTicker(CronStore(store.queue, store.inserter)).tick(at(11, 0, 5))).inserted == []
+    assert (await CronTicker(CronStore(store.store, store.inserter)).tick(at(11, 0, 5))).inserted == []
     # Even a ticker with a stale view of the entry cannot claim an old slot: the database refuses.
     def build(document: dict[str, Any]) -> dict[str, Any]:
         return store.job_row("report", document, at(11, 55))
 
-    assert await store.queue.cron_fire("report", at(11, 55), "* * * * *", "UTC", build) == ("taken", None)
+    assert await store.store.cron_fire("report", at(11, 55), "* * * * *", "UTC", build) == ("taken", None)
     (job,) = (await ticker.tick(at(12, 1, 5))).inserted
     assert job.meta["cron_slot"] == "2025-06-02T12:01:00+00:00"
-    assert len(await cron_jobs(store.queue)) == 11
+    assert len(await cron_jobs(store.store)) == 11
 
 
 # --- missed runs ------------------------------------------------------------------------------
@@ -146,11 +147,11 @@ async def test_slots_missed_while_no_engine_ran_are_not_backfilled_by_default(st
     await store.add(entry(schedule="*/5 * * * *"), now=T0)
     await CronTicker(store).tick(at(12, 0, 2))
     # Every engine down from 12:00 to 15:01:30; a fresh one starts: only the on-time slot.
-    restarted = CronTicker(CronStore(store.queue, store.inserter))
+    restarted = CronTicker(CronStore(store.store, store.inserter))
     assert (await restarted.tick(at(15, 1, 30))).inserted == []
     assert [job.meta["cron_slot"] for job in (await restarted.tick(at(15, 5, 20))).inserted] == [
         "2025-06-02T15:05:00+00:00"]
-    assert [slot for _, slot in await cron_jobs(store.queue)] == [
+    assert [slot for _, slot in await cron_jobs(store.store)] == [
         "2025-06-02T12:00:00+00:00", "2025-06-02T15:05:00+00:00"]
 
 
@@ -183,11 +184,11 @@ async def test_overlap_skip_waits_for_the_previous_run_to_finish(store: CronStor
     await store.add(entry("parallel", overlap="allow"), now=T0)
     ticker = CronTicker(store)
     await ticker.tick(at(12, 0, 1))
-    (running,) = [job for job in await store.queue.fetch("reports", 10, "node-a") if job.meta["cron"] == "single"]
+    (running,) = [job for job in await store.store.fetch("reports", 10, "node-a") if job.meta["cron"] == "single"]
     report = await ticker.tick(at(12, 1, 1))
     assert report.skipped == [("single", at(12, 1))]
     assert [job.meta["cron"] for job in report.inserted] == ["parallel"]
-    await store.queue.finish([Ack(running.id, running.attempt, running.attempted_at, "completed")])
+    await store.store.finish([Ack(running.id, running.attempt, running.attempted_at, "completed")])
     assert sorted(job.meta["cron"] for job in (await ticker.tick(at(12, 2, 1))).inserted) == ["parallel", "single"]
     single = next(status for status in await store.list(now=at(12, 2, 2)) if status.name == "single")
     assert single.last_job_state == "available" and single.last_slot == at(12, 2)
@@ -280,7 +281,7 @@ async def test_a_config_entry_fires_only_on_engines_whose_config_declares_it(
 
 
 async def test_config_entries_not_yet_written_are_listed(store: CronStore) -> None:
-    unsynced = CronStore(store.queue, store.inserter, [entry("later", "0 9 * * 1")])
+    unsynced = CronStore(store.store, store.inserter, [entry("later", "0 9 * * 1")])
     (status,) = await unsynced.list(now=T0)
     assert (status.name, status.stored, status.next_run) == ("later", False, datetime(2025, 6, 9, 9, tzinfo=UTC))
 
@@ -295,7 +296,7 @@ async def test_run_wakes_at_each_slot_and_inserts_it_once(store: CronStore) -> N
         group.start_soon(CronTicker(store, clock=clock).run)
         await wait_until(lambda: clock.sleeps and clock.sleeps[-1] > clock.stop_at)
         group.cancel_scope.cancel()
-    jobs = await cron_jobs(store.queue)
+    jobs = await cron_jobs(store.store)
     assert [slot[11:19] for name, slot in jobs if name == "slow"] == ["12:02:00", "12:04:00"]
     assert len([name for name, _ in jobs if name == "fast"]) == 15  # 12:00:20 .. 12:05:00
     assert max(b - a for a, b in zip(clock.sleeps, clock.sleeps[1:], strict=False)) <= timedelta(seconds=21)
@@ -303,16 +304,16 @@ async def test_run_wakes_at_each_slot_and_inserts_it_once(store: CronStore) -> N
 
 async def test_wake_picks_up_an_entry_added_elsewhere_at_once(store: CronStore) -> None:
     clock = FakeClock(at(12, 0, 0.5), stop_at=at(12, 0, 1))
-    ticker = CronTicker(CronStore(store.queue, store.inserter), clock=clock)
+    ticker = CronTicker(CronStore(store.store, store.inserter), clock=clock)
     async with anyio.create_task_group() as group:
         group.start_soon(ticker.run)
         await wait_until(lambda: len(clock.sleeps) == 1)  # asleep until 12:01
         await store.add(entry("soon", "*/5 * * * * *"), now=at(12, 0, 0.5))
         clock.current = at(12, 0, 5)
         ticker.wake()
-        await wait_until(lambda: cron_jobs(store.queue))
+        await wait_until(lambda: cron_jobs(store.store))
         group.cancel_scope.cancel()
-    assert await cron_jobs(store.queue) == [("soon", "2025-06-02T12:00:05+00:00")]
+    assert await cron_jobs(store.store) == [("soon", "2025-06-02T12:00:05+00:00")]
 
 
 # --- the CLI helpers on a real (insert-only) Engine ------------------------------------------------

@@ -118,7 +118,7 @@ async def test_stale_ack_after_a_cancel_changes_nothing(start_engine, recorder: 
     engine = await start_engine(scripted_registry(recorder), queues=QUEUES)
     job = await engine.enqueue("scripted", {"sleep": 0.5})
     await wait_until(lambda: job.id in recorder.started)
-    await engine.queue.cancel(job.id, "operator")  # row cancelled; the handler is not told
+    await engine.store.cancel(job.id, "operator")  # row cancelled; the handler is not told
     await wait_until(lambda: job.id in recorder.finished)
     await engine.acker.wait_idle()
     assert (await engine.get(job.id)).state == "cancelled"

@@ -12,13 +12,13 @@ import pytest_asyncio
 
 from engine.core.job import Job
 from engine.db.sql import JOB_COLUMNS
-from engine.db.store import JobQueue
+from engine.db.store import JobStore
 from tests.support import plans
 
 
 @pytest_asyncio.fixture
-async def queue(pg_url: str, schema: str) -> AsyncIterator[JobQueue]:
-    job_queue = JobQueue(pg_url, schema=schema)
+async def queue(pg_url: str, schema: str) -> AsyncIterator[JobStore]:
+    job_queue = JobStore(pg_url, schema=schema)
     await job_queue.open()
     await job_queue.migrate()
     yield job_queue
@@ -34,7 +34,7 @@ async def _fill(conn: asyncpg.Connection, schema: str, *, available: int, finish
         FROM generate_series(1, $1::int + $2::int) AS i""", available, finished)
 
 
-async def _picked_scans(conn: asyncpg.Connection, queue: JobQueue, mode: str = "auto") -> list[tuple[str, str | None]]:
+async def _picked_scans(conn: asyncpg.Connection, queue: JobStore, mode: str = "auto") -> list[tuple[str, str | None]]:
     """How the claim query finds its rows, run as the prepared statement it is under ``mode``
     (index scans of jobs_pkey are the UPDATE reaching the picked rows). EXPLAIN ANALYZE
     really claims: tests.support.plans rolls it back."""
@@ -44,7 +44,7 @@ async def _picked_scans(conn: asyncpg.Connection, queue: JobQueue, mode: str = "
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
-async def test_claim_reads_jobs_fetch_idx_with_many_finished_rows(queue: JobQueue, schema: str,
+async def test_claim_reads_jobs_fetch_idx_with_many_finished_rows(queue: JobStore, schema: str,
                                                                   plan_cache_mode: str) -> None:
     # A prepared statement switches to a generic plan (no parameter values) after a few
     # runs; both plans must pick the partial index.
@@ -55,7 +55,7 @@ async def test_claim_reads_jobs_fetch_idx_with_many_finished_rows(queue: JobQueu
     assert scans == [("Index Scan", "jobs_fetch_idx")]
 
 
-async def test_claim_reads_jobs_fetch_idx_before_any_analyze(queue: JobQueue, schema: str) -> None:
+async def test_claim_reads_jobs_fetch_idx_before_any_analyze(queue: JobStore, schema: str) -> None:
     # A fresh table (no statistics yet) must not tempt the planner into a sequential scan.
     async with queue.pool.acquire() as conn:
         await _fill(conn, schema, available=2_000, finished=0)
@@ -63,7 +63,7 @@ async def test_claim_reads_jobs_fetch_idx_before_any_analyze(queue: JobQueue, sc
     assert scans == [("Index Scan", "jobs_fetch_idx")]
 
 
-async def test_claim_really_claims_through_the_index(queue: JobQueue, schema: str) -> None:
+async def test_claim_really_claims_through_the_index(queue: JobStore, schema: str) -> None:
     async with queue.pool.acquire() as conn:
         await _fill(conn, schema, available=40, finished=1_000)
     claimed = await queue.fetch("default", 32, "node-1")
@@ -71,7 +71,7 @@ async def test_claim_really_claims_through_the_index(queue: JobQueue, schema: st
     assert {job.state for job in claimed} == {"executing"}
 
 
-async def test_claimed_jobs_carry_every_column(queue: JobQueue, schema: str) -> None:
+async def test_claimed_jobs_carry_every_column(queue: JobStore, schema: str) -> None:
     # Job.from_claim reads the claim's row by position: every field must land where
     # Job.from_record (by name) puts it, for a row with every column set.
     async with queue.pool.acquire() as conn:

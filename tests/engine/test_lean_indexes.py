@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from engine.db import sql
-from engine.db.store import JobQueue
+from engine.db.store import JobStore
 from tests.support.plans import explain, scans
 
 LISTING = ("jobs_queue_listing_idx", "jobs_kind_listing_idx", "jobs_tags_listing_idx")
@@ -42,10 +42,10 @@ SELECT 'solo', 'solo', 'executing', 1, now(), 'node-2' FROM generate_series(1, 3
 
 
 @pytest_asyncio.fixture(scope="module")
-async def big(pg_url: str) -> AsyncIterator[JobQueue]:
+async def big(pg_url: str) -> AsyncIterator[JobStore]:
     """One big table for the whole module (filling it is most of the module's time)."""
     schema = f"t_lean_{uuid.uuid4().hex[:10]}"
-    queue = JobQueue(pg_url, schema=schema)
+    queue = JobStore(pg_url, schema=schema)
     await queue.open()
     try:
         await queue.migrate()
@@ -65,7 +65,7 @@ async def big(pg_url: str) -> AsyncIterator[JobQueue]:
         await queue.close()
 
 
-async def _indexes(queue: JobQueue, text: str, *args: Any, mode: str = "force_custom_plan") -> set[str | None]:
+async def _indexes(queue: JobStore, text: str, *args: Any, mode: str = "force_custom_plan") -> set[str | None]:
     """The indexes the plan of ``text`` reads (as a prepared statement under ``mode``);
     fails on any sequential scan of jobs."""
     async with queue.pool.acquire() as conn:
@@ -74,11 +74,11 @@ async def _indexes(queue: JobQueue, text: str, *args: Any, mode: str = "force_cu
     return {index for _, index in found}
 
 
-# The page always runs with force_custom_plan (JobQueue.dashboard_job_page); the others are
+# The page always runs with force_custom_plan (JobStore.dashboard_job_page); the others are
 # cached statements that Postgres may switch to a generic plan: with the states written as
 # literals, that plan can use the partial indexes too.
 @pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
-async def test_queue_names_and_counts_read_the_partial_indexes(big: JobQueue, mode: str) -> None:
+async def test_queue_names_and_counts_read_the_partial_indexes(big: JobStore, mode: str) -> None:
     s = big.statements
     names = await _indexes(big, s.DASHBOARD_QUEUE_NAMES, mode=mode)
     assert names == {"jobs_queue_listing_idx", "jobs_executing_queue_idx"}
@@ -92,7 +92,7 @@ def _page(schema: str, filters: list[str], pairs: int = 0, search: bool = False)
     return sql.dashboard_job_page(schema, filters, pairs=pairs, search=search, ascending=False)
 
 
-async def test_job_pages_read_indexes_with_and_without_a_state(big: JobQueue) -> None:
+async def test_job_pages_read_indexes_with_and_without_a_state(big: JobStore) -> None:
     schema = big.schema
     every_state = [v for state in sql.DASHBOARD_STATES for v in ("mail", state)]
     reads: dict[str, tuple[tuple[Any, ...], set[str]]] = {
@@ -111,7 +111,7 @@ async def test_job_pages_read_indexes_with_and_without_a_state(big: JobQueue) ->
         assert expected <= used, f"{name}: {used}"
 
 
-async def test_the_dashboard_still_sees_executing_jobs(big: JobQueue) -> None:
+async def test_the_dashboard_still_sees_executing_jobs(big: JobStore) -> None:
     assert await big.dashboard_queue_names() == ["default", "mail", "solo"]
     counts = await big.dashboard_counts(["default", "solo"], 10_000)
     assert counts["solo"]["executing"] == (3, True) and counts["default"]["executing"] == (90, True)
@@ -137,7 +137,7 @@ async def _sizes(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
 async def test_a_claim_writes_no_operator_index(pg_url: str, schema: str) -> None:
     """Claiming 5,000 jobs (tagged: they are in the GIN index too) leaves the three operator
     indexes exactly as big as they were; 001's full indexes grew by a new entry per job."""
-    queue = JobQueue(pg_url, schema=schema)
+    queue = JobStore(pg_url, schema=schema)
     await queue.open()
     try:
         await queue.migrate()
@@ -161,7 +161,7 @@ async def test_a_claim_writes_no_operator_index(pg_url: str, schema: str) -> Non
 async def test_upgrade_keeps_indexes_built_beforehand_and_rebuilds_invalid_ones(pg_url: str, schema: str) -> None:
     """An installation from before 005: the operator built one new index concurrently ahead of
     the upgrade, and another concurrent build failed, leaving an invalid index behind."""
-    queue = JobQueue(pg_url, schema=schema)
+    queue = JobStore(pg_url, schema=schema)
     await queue.open()
     quoted = sql.quote_ident(schema)
     try:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from engine.db.store import Ack
+from engine.core.acks import Ack
 from engine.maintenance.lifeline import Lifeline
 from engine.queues.acker import Acker
 from engine.testing import wait_for_job
@@ -43,8 +43,8 @@ async def test_job_of_a_silent_node_is_rescued_with_the_rescue_recorded(start_en
                                                                         schema) -> None:
     engine = await start_engine(scripted_registry(recorder), queues=QUEUES, lifeline=FAST)
     job = await engine.enqueue("scripted", {}, queue="elsewhere")  # no producer here: only the dead node
-    await engine.queue.heartbeat("dead-node", ["elsewhere"], {})
-    (claimed,) = await engine.queue.fetch("elsewhere", 1, "dead-node")
+    await engine.store.heartbeat("dead-node", ["elsewhere"], {})
+    (claimed,) = await engine.store.fetch("elsewhere", 1, "dead-node")
     back = await wait_for_job(engine, job.id, states={"available"}, timeout=5)
     age = (datetime.now(UTC) - claimed.attempted_at).total_seconds()
     assert back.attempt == 1  # the crashed attempt counts
@@ -64,7 +64,7 @@ async def test_poison_pill_is_discarded_after_max_rescues_and_its_failure_flow_r
                                on_failure={"jobType": "scripted", "data": {"result": "cleaned up"}})
     for _ in range(3):  # each claim's node dies: rescued twice, then discarded
         await wait_for_job(engine, job.id, states={"available"}, timeout=5)
-        await engine.queue.fetch("elsewhere", 1, "crashing-node")
+        await engine.store.fetch("elsewhere", 1, "crashing-node")
     discarded = await wait_for_job(engine, job.id, states={"discarded"}, timeout=5)
     assert [e["kind"] for e in discarded.errors] == ["rescued"] * 3
     assert discarded.errors[-1]["error"].startswith(
@@ -77,12 +77,12 @@ async def test_poison_pill_is_discarded_after_max_rescues_and_its_failure_flow_r
 async def test_stale_ack_after_rescue_and_reclaim_changes_nothing_and_is_logged(start_engine, recorder) -> None:
     engine = await start_engine(scripted_registry(recorder), queues=QUEUES, lifeline=FAST)
     job = await engine.enqueue("scripted", {}, queue="elsewhere")
-    (first,) = await engine.queue.fetch("elsewhere", 1, "node-a")  # node-a never heartbeats: rescued
+    (first,) = await engine.store.fetch("elsewhere", 1, "node-a")  # node-a never heartbeats: rescued
     await wait_for_job(engine, job.id, states={"available"}, timeout=5)
-    await engine.queue.heartbeat("node-b", ["elsewhere"], {})
-    (second,) = await engine.queue.fetch("elsewhere", 1, "node-b")
+    await engine.store.heartbeat("node-b", ["elsewhere"], {})
+    (second,) = await engine.store.fetch("elsewhere", 1, "node-b")
 
-    acker = Acker(engine.queue)
+    acker = Acker(engine.store)
     with structlog.testing.capture_logs() as logs:
         acker.put(Ack(job_id=job.id, attempt=first.attempt, attempted_at=first.attempted_at, state="completed",
                       result="from the stale attempt"))
@@ -102,8 +102,8 @@ async def test_restart_under_the_same_node_name_rescues_the_earlier_process_jobs
                                                                                   schema) -> None:
     earlier = await start_engine(scripted_registry(recorder))  # insert-only: for the table and the claim
     job = await earlier.enqueue("scripted", {})
-    await earlier.queue.heartbeat("worker-1", ["default"], {})  # it heartbeated a moment ago, then died
-    await earlier.queue.fetch("default", 1, "worker-1")
+    await earlier.store.heartbeat("worker-1", ["default"], {})  # it heartbeated a moment ago, then died
+    await earlier.store.fetch("default", 1, "worker-1")
 
     engine = await start_engine(scripted_registry(recorder), queues=QUEUES, node_name="worker-1",
                                 lifeline={"heartbeat_interval": 5, "rescue_after": 60})
@@ -117,10 +117,10 @@ async def test_restart_under_the_same_node_name_rescues_the_earlier_process_jobs
 async def test_lost_claim_is_rescued_once_no_answer_can_still_be_on_its_way(start_engine, recorder) -> None:
     client = await start_engine(scripted_registry(recorder))
     lost, held = await client.enqueue_many([{"jobType": "scripted", "data": {}}] * 2)
-    lifeline = Lifeline(client.queue, node="node-1", queues=["default"], config=client.config.lifeline,
+    lifeline = Lifeline(client.store, node="node-1", queues=["default"], config=client.config.lifeline,
                         known_jobs=lambda: [held.id], claim_grace=0.3)
     await lifeline.beat()
-    await client.queue.fetch("default", 2, "node-1")  # node-1 only ever saw `held`
+    await client.store.fetch("default", 2, "node-1")  # node-1 only ever saw `held`
     assert await lifeline.rescue() == []  # within the grace the answer may still arrive
     await wait_until(lifeline.rescue, timeout=5)
     assert (await client.get(lost.id)).state == "available"

@@ -94,7 +94,7 @@ async def test_insert_notified_while_a_claim_is_in_flight_is_not_lost(start_engi
                                 poll_interval=30)
     await wait_until(lambda: engine.notifier.connected)
     producer = engine.producers["default"]
-    real_fetch = engine.queue.fetch
+    real_fetch = engine.store.fetch
     late: list[int] = []
 
     async def fetch_racing_an_insert(queue: str, limit: int, node: str):
@@ -105,7 +105,7 @@ async def test_insert_notified_while_a_claim_is_in_flight_is_not_lost(start_engi
             await wait_until(lambda: producer._signalled, timeout=3)  # its notification arrived mid-claim
         return claimed
 
-    engine.queue.fetch = fetch_racing_an_insert  # type: ignore[method-assign]
+    engine.store.fetch = fetch_racing_an_insert  # type: ignore[method-assign]
     producer.notify()
     await wait_until(lambda: bool(late), timeout=3)
     done = await wait_for_job(engine, late[0], timeout=3)  # well before the 30 s poll

@@ -35,15 +35,15 @@ async def test_prune_deletes_only_jobs_past_their_retention_in_bounded_batches(s
     await set_finished(pg_url, schema, ids[20:25], "discarded", days_ago=2)    # kept: 30 days for failures
     # ids[25:30] stay available: never pruned, however old
 
-    pruner = Pruner(client.queue, RetentionConfig(completed=DAY, cancelled=DAY, discarded=30 * DAY, batch_size=4))
+    pruner = Pruner(client.store, RetentionConfig(completed=DAY, cancelled=DAY, discarded=30 * DAY, batch_size=4))
     batches: list[int] = []
-    original = client.queue.prune
+    original = client.store.prune
 
     async def counting_prune(*args: float) -> int:
         batches.append(await original(*args))
         return batches[-1]
 
-    client.queue.prune = counting_prune  # type: ignore[method-assign]
+    client.store.prune = counting_prune  # type: ignore[method-assign]
     assert await pruner.prune_once() == 15
     assert batches == [4, 4, 4, 3]
     left = {job.id for job in await client.list_jobs(limit=100)}
@@ -60,7 +60,7 @@ async def test_prune_reads_only_expired_rows_through_the_finished_index(start_en
                                SELECT 'scripted', 'completed', now() - g * interval '1 second'
                                FROM generate_series(1, 20000) AS g""")
         await conn.execute(f'ANALYZE "{schema}".jobs')
-        statement = client.queue.statements.JOB_PRUNE_FINISHED
+        statement = client.store.statements.JOB_PRUNE_FINISHED
         async with conn.transaction():
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + statement, DAY, DAY, 30 * DAY, 5000))
     finally:

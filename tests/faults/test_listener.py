@@ -107,7 +107,7 @@ async def test_listen_that_loses_notifications_is_given_up_once_and_polling_take
     engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 2}},
                                 poll_interval=0.3, lifeline={"heartbeat_interval": 0.1, "rescue_after": 5})
     await wait_until(lambda: engine.notifier.connected)
-    queue = engine.queue
+    queue = engine.store
     real_ping = queue.ping_listener
 
     async def lossy_ping(conn, channel, payload):  # as a transaction pooler would: the NOTIFY goes elsewhere

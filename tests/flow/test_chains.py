@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 
 from engine import EnqueueError, JobSpec
-from engine.db.store import Ack, JobQueue
+from engine.core.acks import Ack
+from engine.db.store import JobStore
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder
@@ -100,11 +101,11 @@ async def test_invalid_follow_up_is_refused_at_enqueue(start_engine, recorder: R
 # --- the transaction boundary ---------------------------------------------------------------
 
 
-async def claim_parent(engine: Any) -> tuple[JobQueue, Any, Ack]:
+async def claim_parent(engine: Any) -> tuple[JobStore, Any, Ack]:
     """A parent with onSuccess claimed by hand, and its completing ack (child row included)."""
     parent = await engine.enqueue_document({"jobType": "step", "data": {"n": 1},
                                             "onSuccess": {"jobType": "step", "data": {"n": "{{result.n}}"}}})
-    queue: JobQueue = engine.queue
+    queue: JobStore = engine.store
     (claimed,) = await queue.fetch("default", 1, "test-node")
     assert claimed.id == parent.id
     result = {"n": 2}
@@ -117,7 +118,7 @@ async def claim_parent(engine: Any) -> tuple[JobQueue, Any, Ack]:
 async def test_failed_child_insert_rolls_back_the_parents_completion(start_engine, recorder: Recorder) -> None:
     engine = await start_engine(flow_registry(recorder))  # insert-only: acks written by hand
     queue, parent, ack = await claim_parent(engine)
-    broken = replace(ack, followups=({**ack.followups[0], "max_attempts": 0},))  # violates a CHECK
+    broken = replace(ack, followups=(replace(ack.followups[0], max_attempts=0),))  # violates a CHECK
     with pytest.raises(asyncpg.CheckViolationError):
         await queue.finish([broken])
     assert (await engine.get(parent.id)).state == "executing"
@@ -127,16 +128,16 @@ async def test_failed_child_insert_rolls_back_the_parents_completion(start_engin
 async def test_crash_between_completion_and_child_insert_completes_nothing(start_engine, recorder, monkeypatch) -> None:
     engine = await start_engine(flow_registry(recorder))
     queue, parent, ack = await claim_parent(engine)
-    original = JobQueue.insert
+    original = JobStore.insert
 
-    async def connection_lost(self: JobQueue, rows: Any, *, conn: Any = None) -> Any:
+    async def connection_lost(self: JobStore, rows: Any, *, conn: Any = None) -> Any:
         # The parent's UPDATE has run inside the ack's transaction; now the connection dies.
         await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    monkeypatch.setattr(JobQueue, "insert", connection_lost)
+    monkeypatch.setattr(JobStore, "insert", connection_lost)
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
         await queue.finish([ack])
-    monkeypatch.setattr(JobQueue, "insert", original)
+    monkeypatch.setattr(JobStore, "insert", original)
     assert (await engine.get(parent.id)).state == "executing"  # rescue will retry it later
     assert await children_of(engine, parent.id) == []
 

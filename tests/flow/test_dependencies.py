@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from engine import EnqueueError, JobSpec
-from engine import dependencies as dependencies_module
+from engine.maintenance import sweeper as sweeper_module
 from engine.insert.dependencies import FAR_FUTURE
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
@@ -22,7 +22,7 @@ QUEUES = {"default": {"concurrency": 10}}
 @pytest.fixture(autouse=True)
 def no_sweeper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test here must pass on the acks alone: the backstop sweeper never runs."""
-    monkeypatch.setattr(dependencies_module, "SWEEP_INTERVAL", 3600.0)
+    monkeypatch.setattr(sweeper_module, "SWEEP_INTERVAL", 3600.0)
 
 
 async def test_diamond_runs_in_dependency_order(start_engine, recorder: Recorder) -> None:
@@ -155,7 +155,7 @@ async def test_sweeper_settles_dependents_of_jobs_finished_outside_an_ack(
     finally:
         await conn.close()
     assert (await engine.get(b.id)).state == "scheduled"
-    swept = await dependencies_module.DependencySweeper(engine.queue).sweep()
+    swept = await sweeper_module.DependencySweeper(engine.store).sweep()
     assert swept == 2
     assert (await engine.get(b.id)).state == "available"
     cancelled = await engine.get(c.id)

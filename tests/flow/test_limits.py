@@ -14,7 +14,8 @@ import pytest
 from engine import Engine, JobSpec
 from engine.core.config import QueueConfig
 from engine.core.registry import Registry
-from engine.queues.limits import GLOBAL_RECHECK, JITTER, ClaimWindow, QueueLimits, next_claim_in
+from engine.db.rows import ClaimWindow
+from engine.queues.limits import GLOBAL_RECHECK, JITTER, QueueLimits, next_claim_in
 from tests.flow import workers
 from tests.support.scripted import scripted_registry
 from tests.support.waiting import wait_until

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from engine.db.store import JobQueue
+from engine.db.store import JobStore
 from tests.support import plans
 
 
 @pytest_asyncio.fixture
-async def filled(pg_url: str, schema: str) -> AsyncIterator[JobQueue]:
-    queue = JobQueue(pg_url, schema=schema)
+async def filled(pg_url: str, schema: str) -> AsyncIterator[JobStore]:
+    queue = JobStore(pg_url, schema=schema)
     await queue.open()
     await queue.migrate()
     async with queue.pool.acquire() as conn:
@@ -40,7 +40,7 @@ async def filled(pg_url: str, schema: str) -> AsyncIterator[JobQueue]:
     await queue.close()
 
 
-async def _plan(queue: JobQueue, statement: str, *args: Any, mode: str) -> list[tuple[str, str | None]]:
+async def _plan(queue: JobStore, statement: str, *args: Any, mode: str) -> list[tuple[str, str | None]]:
     """How ``statement`` runs as a prepared statement under ``mode`` (EXPLAIN ANALYZE really
     runs it: tests.support.plans rolls it back)."""
     async with queue.pool.acquire() as conn:
@@ -56,7 +56,7 @@ MODES = ["force_custom_plan", "force_generic_plan"]
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_limited_claim_reads_the_fetch_and_state_indexes(filled: JobQueue, mode: str) -> None:
+async def test_limited_claim_reads_the_fetch_and_state_indexes(filled: JobStore, mode: str) -> None:
     s = filled.statements
     scans = await _plan(filled, s.JOB_FETCH_LIMITED, "default", 10, "node-1", 100, 60.0, 50, mode=mode)
     # Its global concurrency counts the queue's executing jobs on their own partial index (005).
@@ -64,7 +64,7 @@ async def test_limited_claim_reads_the_fetch_and_state_indexes(filled: JobQueue,
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_dependency_settles_read_the_waiting_indexes(filled: JobQueue, mode: str) -> None:
+async def test_dependency_settles_read_the_waiting_indexes(filled: JobStore, mode: str) -> None:
     s = filled.statements
     # Either partial index of waiting jobs will do (the GIN one pays off once they are many).
     after_ack = await _plan(filled, s.DEPENDENCY_RESOLVE_DEPENDENTS, [1225], s.insert_channel, mode=mode)
@@ -75,14 +75,14 @@ async def test_dependency_settles_read_the_waiting_indexes(filled: JobQueue, mod
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_unique_holder_lookup_reads_its_index(filled: JobQueue, mode: str) -> None:
+async def test_unique_holder_lookup_reads_its_index(filled: JobStore, mode: str) -> None:
     scans = await _plan(filled, filled.statements.JOB_GET_BY_UNIQUE_KEYS, ["key-40000", "key-7"], mode=mode)
     assert _indexes(scans) == {"jobs_unique_key_idx"}
 
 
 async def test_plans_hold_on_a_fresh_table_too(pg_url: str, schema: str) -> None:
     """Before any ANALYZE the planner guesses; the partial indexes must still win."""
-    queue = JobQueue(pg_url, schema=schema)
+    queue = JobStore(pg_url, schema=schema)
     await queue.open()
     try:
         await queue.migrate()

@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 
 from engine import JobSpec
-from engine.db.store import Ack, JobQueue
+from engine.core.acks import Ack
+from engine.db.store import JobStore
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder
 
@@ -82,19 +83,19 @@ async def test_holder_leaving_its_unique_states_under_a_duplicate_insert(
     """The race: the insert skipped (the key was held), then the holder completes before
     the insert reads it back. The caller must get the job that holds the key now."""
     engine = await start_engine(flow_registry(recorder))
-    queue: JobQueue = engine.queue
+    queue: JobStore = engine.store
     holder = await engine.enqueue("scripted", {"url": "w"}, unique=UNIQUE_URL)
     (claimed,) = await queue.fetch("default", 1, "test-node")
-    original = JobQueue._match_inserted
+    original = JobStore._match_inserted
 
-    async def complete_holder_first(self: JobQueue, *args: Any) -> Any:
+    async def complete_holder_first(self: JobStore, *args: Any) -> Any:
         if claimed.state == "executing":
             claimed.state = "completed"
             await queue.finish([Ack(job_id=claimed.id, attempt=claimed.attempt, attempted_at=claimed.attempted_at,
                                     state="completed", result="done")])
         return await original(self, *args)
 
-    monkeypatch.setattr(JobQueue, "_match_inserted", complete_holder_first)
+    monkeypatch.setattr(JobStore, "_match_inserted", complete_holder_first)
     job = await engine.enqueue("scripted", {"url": "w"}, unique=UNIQUE_URL)
     assert job.id != holder.id and job.state == "available"
     assert [(r["id"], r["state"]) for r in await key_rows(pg_url, schema)] == [
@@ -104,15 +105,15 @@ async def test_holder_leaving_its_unique_states_under_a_duplicate_insert(
 async def test_holder_deleted_under_a_duplicate_insert(start_engine, recorder, pg_url, schema, monkeypatch) -> None:
     engine = await start_engine(flow_registry(recorder))
     holder = await engine.enqueue("scripted", {"url": "x"}, unique=UNIQUE_URL)
-    original = JobQueue._match_inserted
+    original = JobStore._match_inserted
     deleted: list[bool] = []
 
-    async def delete_holder_first(self: JobQueue, *args: Any) -> Any:
+    async def delete_holder_first(self: JobStore, *args: Any) -> Any:
         if not deleted:
             deleted.append(await engine.delete(holder.id))
         return await original(self, *args)
 
-    monkeypatch.setattr(JobQueue, "_match_inserted", delete_holder_first)
+    monkeypatch.setattr(JobStore, "_match_inserted", delete_holder_first)
     job = await engine.enqueue("scripted", {"url": "x"}, unique=UNIQUE_URL)
     assert deleted == [True] and job.id != holder.id
     assert [r["id"] for r in await key_rows(pg_url, schema)] == [job.id]
@@ -120,7 +121,7 @@ async def test_holder_deleted_under_a_duplicate_insert(start_engine, recorder, p
 
 async def test_concurrent_duplicates_while_the_holder_completes(start_engine, recorder: Recorder) -> None:
     engine = await start_engine(flow_registry(recorder), pool_size=40)
-    queue: JobQueue = engine.queue
+    queue: JobStore = engine.store
     for round_ in range(5):
         args, name = {"url": "race"}, f"race-{round_}"  # a queue per round: the key includes it
         holder = await engine.enqueue("scripted", args, unique=UNIQUE_URL, queue=name)

@@ -32,10 +32,11 @@ from engine.core.config import Config, build_config
 from engine.core.context import HandlerContext, Resources
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from engine.core.registry import Registry
+from engine.core.registry import RENDERED_CONTEXT, Registry
 from engine.core.secrets import Secrets
 from engine.core.templating import build_scope, render
-from handlers import describe_validation_error, register_builtin
+from handlers.args import describe_validation_error
+from handlers.builtin import register_builtin
 
 REPO = Path(__file__).resolve().parents[2]
 _job_ids = itertools.count(1000)
@@ -77,9 +78,10 @@ class Harness:
         job_args: Any = args
         if spec.render_args:
             try:
-                job_args = spec.args_model.model_validate(render(args, scope))  # type: ignore[union-attr]
+                job_args = spec.args_model.model_validate(  # type: ignore[union-attr]
+                    render(args, scope), context=RENDERED_CONTEXT)
             except ValidationError as exc:  # the executor discards such a job
-                raise PermanentError(describe_validation_error(exc)) from None
+                raise PermanentError(describe_validation_error(exc, kind=kind)) from None
         ctx = HandlerContext(self.config, self.resources, self.secrets, self.logger, scope)
         return await spec.func(replace(job, args=job_args), ctx)
 

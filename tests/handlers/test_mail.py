@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import MailArgs, MailDeliveryError
+from handlers.mail import MailArgs, MailDeliveryError, build_message
 from tests.handlers.conftest import SmtpPeer
 
 GAME_UPDATE = {
@@ -111,9 +113,6 @@ async def test_header_injection_through_a_placeholder_delivers_nothing(
 
 async def test_the_handler_itself_refuses_a_line_break_in_a_header(make_harness, smtp_peer) -> None:
     # Even args that skipped validation (model_construct) never reach the server.
-    from engine.core.job import Job
-    from handlers.mail import build_message
-
     harness = make_harness(smtp=smtp_settings(smtp_peer))
     args = MailArgs.model_construct(to=["a@x.test"], subject="hi\r\nBcc: evil@x", cc=[], bcc=[], reply_to=[])
     with pytest.raises(PermanentError, match="Subject"):
@@ -168,8 +167,6 @@ async def test_refused_recipients(make_harness, smtp_peer) -> None:
 
 
 async def test_unreachable_server_is_retryable(make_harness, tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as sock:  # a port nobody listens on: bound, never listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -59,7 +59,7 @@ async def main(rows: int) -> None:
     await conn.close()
     config = build_config({"database_url": url, "schema": schema, "dashboard": {"enabled": False}})
     async with Engine(config=config) as engine:
-        queue = engine.queue
+        queue = engine.store
         assert queue is not None
         start = time.perf_counter()
         async with queue.pool.acquire() as c:

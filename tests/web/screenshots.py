@@ -31,7 +31,7 @@ KINDS = {"default": ["http", "report.build", "cleanup"], "mail": ["mail"], "medi
 
 async def seed(engine: Engine) -> int:
     """An hour of history (throughput), some waiting work, and one failed job; returns its id."""
-    schema = engine.queue.schema  # type: ignore[union-attr]
+    schema = engine.store.schema  # type: ignore[union-attr]
     rng = random.Random(7)
     rows = []
     for minute in range(60):
@@ -39,7 +39,7 @@ async def seed(engine: Engine) -> int:
             for _ in range(rng.randint(2, 9 if queue != "media" else 4)):
                 state = "discarded" if rng.random() < 0.06 else "completed"
                 rows.append((queue, rng.choice(kinds), state, minute, rng.random() * 3))
-    async with engine.queue.pool.acquire() as conn:  # type: ignore[union-attr]
+    async with engine.store.pool.acquire() as conn:  # type: ignore[union-attr]
         await conn.executemany(
             f'INSERT INTO "{schema}".jobs (queue, kind, args, state, attempt, attempted_at, completed_at, '
             "discarded_at) VALUES ($1, $2, '{}', $3, 1, now() - make_interval(mins => $4, secs => $5 + 1), "

@@ -126,7 +126,7 @@ async def test_read_only_user_can_look_but_not_act(dashboard: Dashboard, http) -
     async with http.post(f"{dashboard.url}/jobs/{job.id}/delete", data={"csrf_token": csrf}) as response:
         assert response.status == 403
     assert (await dashboard.engine.get(job.id)).state == "scheduled"
-    assert (await dashboard.engine.queue.queue_controls()).get("default", {}).get("paused") is not True
+    assert (await dashboard.engine.store.queue_controls()).get("default", {}).get("paused") is not True
 
 
 async def test_job_data_is_rendered_as_text_never_markup(dashboard: Dashboard, http) -> None:
@@ -145,9 +145,9 @@ async def test_job_data_is_rendered_as_text_never_markup(dashboard: Dashboard, h
 
 async def test_secret_values_never_reach_the_dashboard(dashboard: Dashboard, http) -> None:
     # Rows written around the inserter (an old row, a handler's own SQL) must still be redacted.
-    async with dashboard.engine.queue.pool.acquire() as conn:
+    async with dashboard.engine.store.pool.acquire() as conn:
         job_id = await conn.fetchval(
-            f'INSERT INTO "{dashboard.engine.queue.schema}".jobs (kind, args, state, result, errors) '
+            f'INSERT INTO "{dashboard.engine.store.schema}".jobs (kind, args, state, result, errors) '
             "VALUES ('scripted', $1, 'completed', $2, $3) RETURNING id",
             {"password": SECRET_VALUE}, {"echo": SECRET_VALUE}, [{"attempt": 1, "error": f"bad {SECRET_VALUE}"}])
     for path in (f"/jobs/{job_id}", "/jobs", f"/api/jobs/{job_id}", "/api/jobs"):

@@ -41,8 +41,8 @@ VALUES
 
 async def _schema_with_rows(start_engine: Any, *, old: bool = True) -> Any:
     engine = await start_engine()
-    schema = sql.quote_ident(engine.queue.schema)
-    async with engine.queue.pool.acquire() as conn:
+    schema = sql.quote_ident(engine.store.schema)
+    async with engine.store.pool.acquire() as conn:
         if old:
             await conn.execute(SEED.format(schema=schema))
         await conn.execute(RECENT.format(schema=schema))
@@ -53,8 +53,8 @@ async def _schema_with_rows(start_engine: Any, *, old: bool = True) -> Any:
 
 async def test_views_report_the_last_day(start_engine: Any) -> None:
     engine = await _schema_with_rows(start_engine)
-    schema = sql.quote_ident(engine.queue.schema)
-    async with engine.queue.pool.acquire() as conn:
+    schema = sql.quote_ident(engine.store.schema)
+    async with engine.store.pool.acquire() as conn:
         throughput = await conn.fetch(f"SELECT queue, sum(completed) AS c, sum(discarded) AS d, sum(cancelled) AS x "
                                       f"FROM {schema}.throughput GROUP BY queue ORDER BY queue")
         rates = {r["kind"]: dict(r) for r in await conn.fetch(f"SELECT * FROM {schema}.failure_rates")}
@@ -84,7 +84,7 @@ async def _plan(conn: Any, text: str, *args: Any) -> list[tuple[str, str]]:
 
 async def test_dashboard_reads_use_indexes_not_table_scans(start_engine: Any) -> None:
     engine = await _schema_with_rows(start_engine)
-    s, schema = engine.queue.statements, engine.queue.schema
+    s, schema = engine.store.statements, engine.store.schema
     states = [state.value for state in JobState if state.value != "completed"]
     page = sql.dashboard_job_page
     reads = {
@@ -103,7 +103,7 @@ async def test_dashboard_reads_use_indexes_not_table_scans(start_engine: Any) ->
         "search in a state": (page(schema, [], pairs=1, search=True, ascending=False),
                               "default", "completed", "%n\\_1%", 50),
     }
-    async with engine.queue.pool.acquire() as conn:
+    async with engine.store.pool.acquire() as conn:
         for name, (text, *args) in reads.items():
             scans = await _plan(conn, text, *args)
             assert scans, name
@@ -112,7 +112,7 @@ async def test_dashboard_reads_use_indexes_not_table_scans(start_engine: Any) ->
 
 async def test_counts_are_exact_up_to_the_cap_then_estimated(start_engine: Any) -> None:
     engine = await _schema_with_rows(start_engine)
-    counts = await engine.queue.dashboard_counts(["default", "mail"], 1_000)
+    counts = await engine.store.dashboard_counts(["default", "mail"], 1_000)
     assert counts["mail"]["cancelled"] == (1, True) and counts["mail"]["discarded"] == (400, True)
     value, exact = counts["default"]["completed"]
     assert not exact and 16_000 <= value <= 20_000  # truly 18,002: the planner's estimate
@@ -123,10 +123,10 @@ async def test_the_readme_sql_examples_run(start_engine: Any) -> None:
     section = README[README.index("## The SQL surface"):]
     engine = await _schema_with_rows(start_engine, old=False)
     await engine.enqueue("log", {"message": "waiting"})  # something for the "what is stuck" query
-    schema = sql.quote_ident(engine.queue.schema)
+    schema = sql.quote_ident(engine.store.schema)
     statements = [s for block in re.findall(r"```sql\n(.*?)```", section, flags=re.S) for s in block.split(";")]
     ran = 0
-    async with engine.queue.pool.acquire() as conn:
+    async with engine.store.pool.acquire() as conn:
         for statement in statements:
             text = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
             if text.strip():

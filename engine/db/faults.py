@@ -1,0 +1,47 @@
+"""Which database errors are faults worth retrying, and which are answers.
+
+A transient fault (the network, a restart, a failover, too many connections, a timeout)
+may be cured by trying again later: services log it as a warning and retry. Anything
+else (bad SQL or data, a dropped table) would repeat, and is a bug or a refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+# SQLSTATE classes worth retrying: connection exceptions, transaction rollbacks
+# (serialization, deadlock), insufficient resources (too many connections), operator
+# intervention (shutdown, restart, query cancelled); plus lock_not_available and a
+# read-only transaction (a failover promoting another server).
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+TRANSIENT_SQLSTATES = ("55P03", "25006")
+
+# What a lost or refused connection raises before any SQLSTATE exists.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for database faults that retrying later may cure (the network, a restart, a
+    timeout); False for errors that would repeat (bad SQL or data, a dropped table)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+    if isinstance(exc, ValueError):  # asyncpg's client-side DataError: the input itself is bad
+        return False
+    # InternalClientError: a connection left in a broken state by a fault ("another operation
+    # is in progress"); the pool replaces it.
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+def log_fault(log: Any, message: str, exc: BaseException, **fields: Any) -> None:
+    """How every service loop reports a failed round before it tries again: a transient
+    database fault is a warning (it will pass); anything else is a bug, logged as an
+    error with its traceback, never swallowed silently."""
+    if is_transient(exc):
+        log.warning(message, error=str(exc) or type(exc).__name__, **fields)
+    else:
+        log.error(message + " (unexpected error)", error=str(exc) or type(exc).__name__, exc_info=exc, **fields)

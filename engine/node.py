@@ -1,0 +1,263 @@
+"""The node supervisor: one processing engine's services and producers, in one task group.
+
+:class:`NodeSupervisor` builds the acker, the notifier, the lifeline, the stager, the
+pruner, the dependency sweeper, the cron ticker and one producer per configured queue,
+runs them in one anyio task group inside a host task (so none is orphaned), routes
+control messages (pause, resume, scale, cancel, cron changes) to them, and stops them
+gracefully. The :class:`engine.engine.Engine` facade owns one when it processes jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+
+from engine.core.config import Config
+from engine.cron.store import CronStore
+from engine.cron.ticker import CronTicker
+from engine.db.faults import CONNECTION_ERRORS, log_fault
+from engine.db.store import JobStore
+from engine.maintenance.lifeline import Lifeline
+from engine.maintenance.pruner import Pruner
+from engine.maintenance.stager import Stager
+from engine.maintenance.sweeper import DependencySweeper
+from engine.queues.acker import Acker
+from engine.queues.executor import Executor
+from engine.queues.limits import QueueLimits
+from engine.queues.notifier import Notifier
+from engine.queues.producer import Producer
+
+log = structlog.get_logger("jobengine")
+
+
+class NodeSupervisor:
+    """The services of one processing node.
+
+    Example::
+
+        supervisor = NodeSupervisor(config, store, executor, cron, node="web-1.42")
+        await supervisor.start()        # returns once every service runs
+        await supervisor.stop(grace=30.0)
+    """
+
+    def __init__(self, config: Config, store: JobStore, executor: Executor, cron: CronStore, *, node: str) -> None:
+        self.config = config
+        self.store = store
+        self.executor = executor
+        self.cron = cron
+        self.node = node
+        self.producers: dict[str, Producer] = {}
+        self.notifier: Notifier | None = None
+        self.lifeline: Lifeline | None = None
+        self.acker: Acker | None = None
+        self._stager: Stager | None = None
+        self._cron_ticker: CronTicker | None = None
+        self._host: asyncio.Task[None] | None = None
+        self._stop_requested = asyncio.Event()
+        self._controls_stale = asyncio.Event()
+        self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
+        self._grace = config.shutdown_grace
+        self.hurried = False  # set by hurry(): the stop did not wait out the grace period
+
+    async def start(self) -> None:
+        """Start the host task and return once every service and producer runs."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._host = asyncio.create_task(self._host_main(ready), name=f"jobengine {self.node}")
+        await ready
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let running jobs finish within ``grace`` seconds, then cancel
+        them and put them back; join the host task."""
+        self._grace = grace
+        self._stop_requested.set()
+        if self._host is not None:
+            try:
+                await self._host
+            finally:
+                self._host = None
+
+    def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
+        assert self.store is not None
+        self.acker = Acker(self.store)
+        for name, settings in self.config.queues.items():
+            control = controls.get(name, {})
+            self.producers[name] = Producer(
+                name, concurrency=control.get("concurrency") or settings.concurrency,
+                paused=bool(control.get("paused", settings.paused)), store=self.store, executor=self.executor,
+                acker=self.acker, node=self.node, poll_interval=self.config.poll_interval,
+                limits=QueueLimits.from_config(settings))
+        self._stager = Stager(self.store, poll_interval=self.config.poll_interval)
+        self.notifier = Notifier(self.store, on_insert=self._on_insert, on_control=self.apply_control,
+                                 on_reconnect=self._wake_all, check_interval=self.config.lifeline.heartbeat_interval)
+        self.lifeline = Lifeline(self.store, node=self.node, queues=list(self.producers),
+                                 config=self.config.lifeline, on_recovered=self._on_recovered,
+                                 on_lease_lost=self._on_lease_lost, known_jobs=self._known_jobs,
+                                 claim_grace=2 * self.config.query_timeout + 5.0,
+                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]))
+        assert self.cron is not None
+        self._cron_ticker = CronTicker(self.cron)
+
+    async def _host_main(self, ready: asyncio.Future[None]) -> None:
+        """The engine's host task: owns the task group of every service and producer."""
+        assert self.store is not None
+        try:
+            self._build_services(await self.store.queue_controls())
+            assert self.lifeline is not None and self.acker is not None and self.notifier is not None
+            await self.lifeline.beat()
+            async with anyio.create_task_group() as group:
+                for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
+                                self.lifeline.run, Pruner(self.store, self.config.retention).run,
+                                self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
+                                DependencySweeper(self.store).run):
+                    group.start_soon(service)
+                for producer in self.producers.values():
+                    group.start_soon(producer.run)
+                log.info("engine started", node=self.node, queues={n: p.limit for n, p in self.producers.items()})
+                ready.set_result(None)
+                await self._stop_requested.wait()
+                with anyio.CancelScope(shield=True):
+                    await self._stop_processing(self._grace)
+                group.cancel_scope.cancel()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+                return
+            raise
+
+    async def _stop_processing(self, grace: float) -> None:
+        assert self.store is not None and self.acker is not None
+        async with anyio.create_task_group() as stopping:
+            for producer in self.producers.values():
+                stopping.start_soon(producer.stop, grace)
+        # Bounded: with the database gone, unwritten acks' jobs are rescued and run again.
+        with anyio.move_on_after(self.config.query_timeout):
+            await self.acker.flush()
+        released = [job_id for producer in self.producers.values() for job_id in producer.released]
+        try:
+            if released:
+                count = await self.store.release(released, self.node)
+                log.info("returned unfinished jobs to the queue", count=count)
+            if self.lifeline is not None:
+                await self.lifeline.retire()
+            await self.store.delete_node(self.node)
+            log.info("engine stopped", node=self.node, released=len(released))
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            log.warning("could not release jobs at shutdown; rescue will return them", error=str(exc))
+
+    # --- notifications --------------------------------------------------------------------
+
+    def _on_insert(self, queue_name: str) -> None:
+        producer = self.producers.get(queue_name)
+        if producer is not None:
+            producer.notify()
+        if self._stager is not None:
+            self._stager.wake()
+
+    def _on_recovered(self) -> None:
+        """Heartbeats land again after a database fault: retry everything now."""
+        self._wake_all()
+        if self.acker is not None:
+            self.acker.nudge()
+        if self.notifier is not None:
+            self.notifier.nudge()
+
+    def _known_jobs(self) -> list[int]:
+        """Jobs this node runs, has stopped but not yet released, or has yet to ack."""
+        ids = [job_id for producer in self.producers.values() for job_id in (*producer.running, *producer.released)]
+        return ids + (self.acker.pending_ids() if self.acker is not None else [])
+
+    def _on_lease_lost(self, silent_for: float) -> None:
+        """No heartbeat landed for nearly ``rescue_after``: stop every running job before
+        another node may rescue it (see engine/maintenance/lifeline.py)."""
+        stopped = sum(producer.lose_lease(silent_for) for producer in self.producers.values())
+        log.error("stopped running jobs: this node cannot reach the database", jobs=stopped,
+                  silent_for=round(silent_for, 1))
+
+    @property
+    def healthy(self) -> bool:
+        """True when this engine works: started, its tasks alive, heartbeats landing, and
+        LISTEN connected (or known unavailable, polling instead). For ``/healthz``."""
+        return bool(self.health()["healthy"])
+
+    def health(self) -> dict[str, Any]:
+        """What :attr:`healthy` is made of, for ``/healthz`` bodies and logs, e.g.
+        ``{"healthy": True, "database": True, "listener": "connected", "heartbeat_age": 0.4}``."""
+        running = self._host is not None and not self._host.done()
+        database = self.lifeline is not None and self.lifeline.healthy
+        listener = self.notifier.state if self.notifier is not None else "connecting"
+        age = self.lifeline.heartbeat_age if self.lifeline is not None else None
+        return {"healthy": running and database and listener in ("connected", "unavailable"),
+                "running": running, "database": database, "listener": listener,
+                "heartbeat_age": None if age is None else round(age, 3),
+                "pending_acks": self.acker.pending if self.acker is not None else 0}
+
+    def hurry(self) -> None:
+        """During :meth:`stop`: end the grace period now, so running jobs are cancelled
+        and returned to the queue at once (the CLI's second signal)."""
+        self.hurried = True
+        self._grace = 0.0
+        for producer in self.producers.values():
+            producer.hurry()
+
+    def _wake_all(self) -> None:
+        """After the listener (re)connects: notifications may have been missed."""
+        for producer in self.producers.values():
+            producer.notify()
+        if self._stager is not None:
+            self._stager.wake()
+        self._controls_stale.set()
+
+    async def _sync_controls_loop(self) -> None:
+        """Apply pause/scale from the database after a reconnect and every heartbeat, so a
+        control message published while this node was not listening is never lost."""
+        assert self.store is not None
+        while True:
+            with anyio.move_on_after(self.config.lifeline.heartbeat_interval):
+                await self._controls_stale.wait()
+            self._controls_stale.clear()
+            generation = self._control_generation
+            try:
+                controls = await self.store.queue_controls()
+            except Exception as exc:  # the next heartbeat's read retries
+                log_fault(log, "reading queue controls failed", exc)
+                continue
+            if generation != self._control_generation:
+                self._controls_stale.set()  # a control arrived meanwhile: this read may predate it
+                continue
+            for name, producer in self.producers.items():
+                control = controls.get(name)
+                if control is None:
+                    continue
+                if control["paused"] != producer.paused:
+                    producer.pause() if control["paused"] else producer.resume()
+                wanted = control["concurrency"] or self.config.queues[name].concurrency
+                if wanted != producer.limit:
+                    producer.scale(wanted)
+
+    def apply_control(self, message: dict[str, Any]) -> None:
+        """Apply a control message (from this node or, through LISTEN, another) to the
+        producers and the cron ticker; idempotent."""
+        action = message.get("action")
+        self._control_generation += 1
+        if action == "cron":
+            if self._cron_ticker is not None:
+                self._cron_ticker.wake()
+            return
+        if action == "cancel":
+            for running in self.producers.values():
+                running.cancel_job(int(message.get("id", 0)))
+            return
+        target = self.producers.get(str(message.get("queue")))
+        if target is None:
+            return
+        if action == "pause":
+            target.pause()
+        elif action == "resume":
+            target.resume()
+        elif action == "scale" and isinstance(message.get("concurrency"), int):
+            target.scale(message["concurrency"])
+
