@@ -43,10 +43,10 @@ from typing import Any
 
 import anyio
 
-from engine.queues import executor as executor_module
-from engine.db import store as queue_module
 from engine.core.job import Job
 from engine.db import sql
+from engine.db import store as queue_module
+from engine.queues import executor as executor_module
 
 
 def _pool_reset() -> None:

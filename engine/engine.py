@@ -23,7 +23,7 @@ from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
 from engine.core.events import Events
-from engine.core.job import Job, JobSpec
+from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
@@ -234,11 +234,7 @@ class Engine:
             job = await engine.enqueue("http", {"method": "GET", "url": "https://example.com"},
                                        priority=10, delay=5.0, max_attempts=3)
         """
-        spec = JobSpec(kind=kind, args=args if args is not None else {}, queue=queue, priority=priority,
-                       delay=delay, scheduled_at=scheduled_at, max_attempts=max_attempts, timeout=timeout,
-                       tags=tuple(tags), unique=unique, vars=vars or {}, on_success=on_success,
-                       on_failure=on_failure, condition=condition, failure_notification=failure_notification,
-                       backoff=backoff, depends_on=tuple(depends_on))
+        spec = JobSpec.from_options(kind, args, locals())  # every keyword below `args` is a job option
         (job,) = await self.enqueue_many([spec], conn=conn)
         return job
 
@@ -282,7 +278,7 @@ class Engine:
         cancelled = await self._store.cancel(job_id, reason)
         if cancelled is None:
             return False
-        if cancelled["previous"] == "executing":
+        if cancelled["previous"] == JobState.EXECUTING:
             await self._publish({"action": "cancel", "id": job_id})
         return True
 

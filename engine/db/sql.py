@@ -272,7 +272,7 @@ DELETE FROM {schema}.jobs WHERE id = ANY (ARRAY(SELECT id FROM old))
 
 # --- jobs: operator actions -----------------------------------------------------
 
-# One job by id. $1: id.
+# One job by id, with every column the detail page shows. $1: id.
 JOB_GET = "SELECT " + JOB_COLUMNS + ", cancelled_at, discarded_at, rescued FROM {schema}.jobs WHERE id = $1"
 
 # Cancel a job that has not finished. $1 id, $2 reason. Returns the state it had.
@@ -513,10 +513,6 @@ WHERE state IN ('completed', 'discarded')
   AND ($2::text IS NULL OR queue = $2)
 GROUP BY 1 ORDER BY 1
 """
-
-# One job with every column the detail page shows. $1 id.
-DASHBOARD_JOB_GET = ("SELECT " + JOB_COLUMNS + ", cancelled_at, discarded_at, rescued "
-                     "FROM {schema}.jobs WHERE id = $1")
 
 # The jobs a job enqueued (onSuccess, onFailure, failure notifications). $1 parent id as
 # text; the `meta ? 'parent_id'` term lets the planner use the partial jobs_parent_idx.
@@ -847,7 +843,6 @@ class Statements:
     DASHBOARD_ESTIMATE_COUNT: str
     DASHBOARD_OLDEST_AVAILABLE: str
     DASHBOARD_THROUGHPUT: str
-    DASHBOARD_JOB_GET: str
     DASHBOARD_JOB_CHILDREN: str
     DASHBOARD_JOB_RETRY_MANY: str
     DASHBOARD_JOB_RUN_NOW_MANY: str

@@ -1,2 +1,2 @@
 """Background services every processing node runs: heartbeats and rescue (lifeline),
-staging of due jobs, pruning, the dependency sweeper, and the supervised loop they share."""
+staging of due jobs, pruning and the dependency sweeper (failed rounds reported through engine.db.faults.log_fault)."""

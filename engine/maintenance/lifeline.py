@@ -20,7 +20,7 @@ import anyio
 import structlog
 
 from engine.core.config import LifelineConfig
-from engine.core.job import Job
+from engine.core.job import Job, JobState
 from engine.db.faults import log_fault
 from engine.db.rows import InsertRow
 from engine.db.store import JobStore
@@ -62,7 +62,6 @@ class Lifeline:
         self.on_discarded = on_discarded
         self.known_jobs = known_jobs
         self.claim_grace = claim_grace
-        self.rescued_total = 0
         self.failures = 0
         self._last_ok: float | None = None  # monotonic time the last landed heartbeat was sent
         self._registered = False
@@ -119,8 +118,7 @@ class Lifeline:
             claim_grace=0.0 if starting else self.claim_grace,
             on_discarded=self._followups if self.on_discarded is not None else None)
         if jobs:
-            self.rescued_total += len(jobs)
-            discarded = [job.id for job in jobs if job.state == "discarded"]
+            discarded = [job.id for job in jobs if job.state == JobState.DISCARDED]
             log.warning("rescued orphaned jobs", count=len(jobs), discarded=discarded[:20],
                         jobs=[job.id for job in jobs][:20], nodes=sorted({str(job.attempted_by) for job in jobs}))
         return jobs

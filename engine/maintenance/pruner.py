@@ -27,7 +27,6 @@ class Pruner:
     def __init__(self, store: JobStore, config: RetentionConfig) -> None:
         self.store = store
         self.config = config
-        self.pruned_total = 0
 
     async def prune_once(self) -> int:
         """Delete batches until one is not full; returns how many rows went."""
@@ -36,7 +35,6 @@ class Pruner:
             deleted = await self.store.prune(self.config.completed, self.config.cancelled,
                                              self.config.discarded, self.config.batch_size)
             total += deleted
-            self.pruned_total += deleted
             if deleted < self.config.batch_size:
                 return total
             await anyio.lowlevel.checkpoint()  # let job work in between batches

@@ -10,8 +10,6 @@ and the job discarded with the reason, so one bad ack never blocks the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import anyio
 import asyncpg
 import structlog
@@ -38,10 +36,8 @@ class Acker:
         await acker.flush()     # write everything buffered (at shutdown)
     """
 
-    def __init__(self, store: JobStore, *,
-                 on_applied: Callable[[Sequence[Ack], set[int]], None] | None = None) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.on_applied = on_applied
         self._pending: list[Ack] = []
         self._event = anyio.Event()
         self._idle = anyio.Event()
@@ -123,8 +119,6 @@ class Acker:
         if stale:
             log.info("stale acks ignored (job was rescued, cancelled or re-claimed)", job_ids=stale[:50],
                      count=len(stale))
-        if self.on_applied is not None:
-            self.on_applied(batch, applied)
 
     async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
         """Postgres refuses this ack for itself: discard the job, saying why."""

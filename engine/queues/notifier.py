@@ -77,18 +77,9 @@ class Notifier:
     def connected(self) -> bool:
         return self.state == "connected"
 
-    @property
-    def available(self) -> bool:
-        """False once LISTEN proved unusable; the engine then relies on polling."""
-        return self.state != "unavailable"
-
     def nudge(self) -> None:
         """The database answers again: reconnect now rather than after the backoff."""
         self._nudge.set()
-
-    async def publish(self, message: dict[str, Any]) -> None:
-        """Send a control message to every node (this one included)."""
-        await self.store.notify(self.store.statements.control_channel, json.dumps(message))
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with capped, jittered backoff."""

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -96,8 +97,6 @@ def _healthcheck_argv() -> list[str]:
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> int:
-    import anyio
-
     done = await anyio.run_process(argv, env={**os.environ, **env}, check=False)
     return done.returncode
 
@@ -213,8 +212,6 @@ async def test_container_start_is_healthy_logs_json_and_drains_on_sigterm(
         replayed: Path, pg_url: str, schema: str, tmp_path: Path) -> None:
     """`docker run` without Docker: the image's virtualenv, ENV, WORKDIR, ENTRYPOINT + CMD and
     HEALTHCHECK, with the example config mounted at /app/config."""
-    import anyio
-
     app = tmp_path / "app"
     shutil.copytree(REPO / "config", app / "config")
     port = _free_port()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,13 +12,14 @@ import anyio.lowlevel
 import pytest
 import pytest_asyncio
 
+from engine.cli.cron import add_cron_arguments, cron_store, list_cron_entries, run_cron_command
+from engine.core.acks import Ack
 from engine.core.job import Job
 from engine.core.registry import Registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import MAX_SLOTS_PER_TICK, CronConfigError, CronEntry
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
-from engine.core.acks import Ack
 from engine.db.store import JobStore
 from engine.insert.inserter import Inserter
 from tests.support.waiting import wait_until
@@ -319,10 +321,6 @@ async def test_wake_picks_up_an_entry_added_elsewhere_at_once(store: CronStore) 
 # --- the CLI helpers on a real (insert-only) Engine ------------------------------------------------
 
 async def test_cli_adds_lists_disables_and_removes_entries(start_engine: Callable[..., Any]) -> None:
-    import argparse
-
-    from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
-
     engine = await start_engine(cron=[{"name": "daily-stats", "schedule": "0 1 * * *", "timezone": "Asia/Seoul",
                                        "job": {"jobType": "log", "data": {"message": "stats"}}}])
     parser = argparse.ArgumentParser()
@@ -354,6 +352,4 @@ async def test_cli_adds_lists_disables_and_removes_entries(start_engine: Callabl
 
 
 def cron_store_of(engine: Any) -> CronStore:
-    from engine.cli.cron import cron_store
-
     return cron_store(engine)

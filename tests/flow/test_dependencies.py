@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from engine import EnqueueError, JobSpec
-from engine.maintenance import sweeper as sweeper_module
 from engine.insert.dependencies import FAR_FUTURE
+from engine.maintenance import sweeper as sweeper_module
 from engine.testing import wait_for_job
 from tests.flow.conftest import flow_registry
 from tests.support.scripted import Recorder

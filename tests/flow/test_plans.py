@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from engine.db import sql
 from engine.db.store import JobStore
 from tests.support import plans
 
@@ -97,8 +98,6 @@ async def test_plans_hold_on_a_fresh_table_too(pg_url: str, schema: str) -> None
 
 
 def test_no_flow_statement_is_left_unchecked() -> None:
-    from engine.db import sql
-
     flow = [name for name in dir(sql)
             if name.startswith(("DEPENDENCY_", "QUEUE_LIMIT_")) or name == "JOB_FETCH_LIMITED"]
     assert sorted(flow) == ["DEPENDENCY_ATTACH", "DEPENDENCY_LIST_SETTLED", "DEPENDENCY_LOCK",

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.core.outcomes import PermanentError
-from engine.core.templating import UnsafeShellValueError
+from engine.core.shell import UnsafeShellValueError
 from handlers.ssh import HostKeyChangedError, HostKeyUnknownError, SshArgs, SshCommandError, SshError, ssh_pool
 from tests.handlers.conftest import SshPeer
 from tests.support.waiting import wait_until

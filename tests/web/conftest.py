@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest_asyncio
+from playwright.async_api import async_playwright
 
 from engine.core.job import Job
 from engine.core.registry import Registry
@@ -108,8 +109,6 @@ async def login(http: aiohttp.ClientSession, url: str, token: str = TOKEN) -> st
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def browser() -> AsyncIterator[Any]:
     """One Chromium for the session (launching takes about a second)."""
-    from playwright.async_api import async_playwright
-
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield chromium

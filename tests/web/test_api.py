@@ -9,6 +9,8 @@ from typing import Any
 
 import jsonschema
 
+from engine.cli.cron import cron_store
+from engine.cron.schedule import CronEntry
 from tests.support.waiting import wait_until
 from tests.web.conftest import Dashboard
 
@@ -92,9 +94,6 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
 
 
 async def _add_cron_entry(dashboard: Dashboard) -> None:
-    from engine.cli.cron import cron_store
-    from engine.cron.schedule import CronEntry
-
     await cron_store(dashboard.engine).add(CronEntry("nightly", "0 3 * * *", "Asia/Seoul",
                                                      {"jobType": "scripted", "data": {"action": "ok"}}))
 

@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from engine.core.config import DashboardConfig
-from engine.web import listen_address
+from engine.engine import Engine
+from engine.web import listen_address, serve
 from tests.support.waiting import wait_until
 from tests.web.conftest import READONLY_TOKEN, SECRET_VALUE, TOKEN, XSS, Dashboard, login
 
@@ -163,9 +164,6 @@ async def test_without_a_token_the_server_listens_on_loopback_only(caplog: pytes
 
 
 async def test_local_mode_refuses_foreign_host_names(make_config, http) -> None:
-    from engine.engine import Engine
-    from engine.web import serve
-
     engine = Engine(config=make_config(dashboard={"bind": "0.0.0.0:0"}))
     async with engine, serve(engine) as server:
         assert server.host == "127.0.0.1"
