@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,16 @@ from engine.db.migrate import Migration, migrate
 from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
 
 Listener = Callable[[str, str], None]
+
+
+@dataclass(slots=True)
+class StoreHooks:
+    """Points where tests inject a race deterministically (never set in production).
+
+    ``before_unique_lookup``: awaited after a unique insert was skipped because its key
+    was held, before the holder is read back (the window in which the holder may leave)."""
+
+    before_unique_lookup: Callable[[], Awaitable[None]] | None = None
 # How often a unique insert re-tries when the key's holder leaves under it.
 UNIQUE_RETRIES = 5
 
@@ -51,6 +62,7 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
         self._pool_size = pool_size
         self._query_timeout = query_timeout
         self._pool: asyncpg.Pool | None = None
+        self.hooks = StoreHooks()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -140,6 +152,8 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
         missing = [row.unique_key for row in rows if row.unique_key and row.unique_key not in by_key]
         created: set[int] = set()
         if missing:
+            if self.hooks.before_unique_lookup is not None:
+                await self.hooks.before_unique_lookup()
             records = await conn.fetch(self.statements.JOB_GET_BY_UNIQUE_KEYS, missing)
             holders = {r["unique_key"]: Job.from_record(r) for r in records}
             # Flow control: a holder that left its unique states (or was deleted) between the

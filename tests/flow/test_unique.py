@@ -79,41 +79,37 @@ async def test_explicit_key_states_and_period(start_engine, recorder, pg_url, sc
 
 
 async def test_holder_leaving_its_unique_states_under_a_duplicate_insert(
-        start_engine, recorder, pg_url, schema, monkeypatch) -> None:
+        start_engine, recorder, pg_url, schema) -> None:
     """The race: the insert skipped (the key was held), then the holder completes before
     the insert reads it back. The caller must get the job that holds the key now."""
     engine = await start_engine(flow_registry(recorder))
     queue: JobStore = engine.store
     holder = await engine.enqueue("scripted", {"url": "w"}, unique=UNIQUE_URL)
     (claimed,) = await queue.fetch("default", 1, "test-node")
-    original = JobStore._match_inserted
 
-    async def complete_holder_first(self: JobStore, *args: Any) -> Any:
+    async def complete_holder_first() -> None:
         if claimed.state == "executing":
             claimed.state = "completed"
             await queue.finish([Ack(job_id=claimed.id, attempt=claimed.attempt, attempted_at=claimed.attempted_at,
                                     state="completed", result="done")])
-        return await original(self, *args)
 
-    monkeypatch.setattr(JobStore, "_match_inserted", complete_holder_first)
+    queue.hooks.before_unique_lookup = complete_holder_first
     job = await engine.enqueue("scripted", {"url": "w"}, unique=UNIQUE_URL)
     assert job.id != holder.id and job.state == "available"
     assert [(r["id"], r["state"]) for r in await key_rows(pg_url, schema)] == [
         (holder.id, "completed"), (job.id, "available")]
 
 
-async def test_holder_deleted_under_a_duplicate_insert(start_engine, recorder, pg_url, schema, monkeypatch) -> None:
+async def test_holder_deleted_under_a_duplicate_insert(start_engine, recorder, pg_url, schema) -> None:
     engine = await start_engine(flow_registry(recorder))
     holder = await engine.enqueue("scripted", {"url": "x"}, unique=UNIQUE_URL)
-    original = JobStore._match_inserted
     deleted: list[bool] = []
 
-    async def delete_holder_first(self: JobStore, *args: Any) -> Any:
+    async def delete_holder_first() -> None:
         if not deleted:
             deleted.append(await engine.delete(holder.id))
-        return await original(self, *args)
 
-    monkeypatch.setattr(JobStore, "_match_inserted", delete_holder_first)
+    engine.store.hooks.before_unique_lookup = delete_holder_first
     job = await engine.enqueue("scripted", {"url": "x"}, unique=UNIQUE_URL)
     assert deleted == [True] and job.id != holder.id
     assert [r["id"] for r in await key_rows(pg_url, schema)] == [job.id]
