@@ -2,28 +2,32 @@
 arrays, then run and ack each job through the real executor (no-op handler)."""
 import asyncio
 from datetime import UTC, datetime
-from engine.job import Job, JobSpec
-from engine.registry import Registry
-from engine.secrets import Secrets
+
 from engine.config import build_config
 from engine.context import Resources
 from engine.events import Events
-from engine.inserter import Inserter
-from engine.flow import Followups
 from engine.executor import Executor
+from engine.flow import Followups
+from engine.inserter import Inserter
+from engine.job import Job, JobSpec
 from engine.queue import _insert_columns as insert_columns
+from engine.registry import Registry
+from engine.secrets import Secrets
+
 N = 3000
 reg = Registry()
 @reg.handler("noop")
 async def noop(job): return None
 cfg = build_config({})
 ins = Inserter(reg, Secrets({}))
-ex = Executor(registry=reg, resources=Resources(cfg), secrets=Secrets({}), followups=Followups(ins, cfg), events=Events())
+ex = Executor(registry=reg, resources=Resources(cfg), secrets=Secrets({}), followups=Followups(ins, cfg),
+              events=Events())
 specs = [JobSpec(kind="noop", args={"i": i}) for i in range(N)]
 rows = ins.rows(specs)
 cols = insert_columns(rows)
 now = datetime.now(UTC)
-jobs = [Job(id=i, queue="default", kind="noop", args={"i": i}, attempt=1, attempted_at=now, scheduled_at=now) for i in range(N)]
+jobs = [Job(id=i, queue="default", kind="noop", args={"i": i}, attempt=1, attempted_at=now, scheduled_at=now)
+        for i in range(N)]
 async def main():
     for job in jobs:
         await ex.execute(job)
