@@ -28,6 +28,7 @@ from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
+from engine.db import foreign
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.store import JobStore
@@ -223,11 +224,12 @@ class Engine:
                       vars: dict[str, Any] | None = None, on_success: dict[str, Any] | None = None,
                       on_failure: dict[str, Any] | None = None, condition: str | None = None,
                       failure_notification: dict[str, Any] | None = None, backoff: dict[str, Any] | None = None,
-                      depends_on: Sequence[int] = (), conn: asyncpg.Connection | None = None) -> Job:
+                      depends_on: Sequence[int] = (), conn: Any = None) -> Job:
         """Insert one job and return it (the existing one for a unique duplicate).
 
-        ``delay`` and ``timeout`` are seconds. With ``conn``, the insert joins the caller's
-        transaction: the job exists if and only if it commits.
+        ``delay`` and ``timeout`` are seconds. With ``conn`` (asyncpg or psycopg 3 connection,
+        SQLAlchemy AsyncConnection or AsyncSession: engine/db/foreign.py), the insert joins the
+        caller's transaction: the job exists if and only if it commits.
 
         Example::
 
@@ -239,15 +241,15 @@ class Engine:
         return job
 
     async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
-                           conn: asyncpg.Connection | None = None) -> list[Job]:
+                           conn: Any = None) -> list[Job]:
         """Insert a batch in one round trip. Items are JobSpecs or job documents (camelCase
         dicts with ``jobType``). Nothing is inserted if any item is invalid."""
         resolved = [self._to_spec(item) for item in specs]
         rows = self.inserter.rows(resolved)
-        return await self._store.insert(rows, conn=conn)
+        return await self._store.insert(rows, conn=foreign.adapt(conn))
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
-                               conn: asyncpg.Connection | None = None) -> Job:
+                               conn: Any = None) -> Job:
         """Insert a job document (docs/job-documents.md), e.g. ``{"jobType": "log", "data": {...}, "delay": 5000}``."""
         (job,) = await self.enqueue_many([parse_document(document, kind=kind)], conn=conn)
         return job
