@@ -38,6 +38,7 @@ from engine.maintenance.lifeline import Lifeline
 from engine.node import NodeSupervisor
 from engine.queues.acker import Acker
 from engine.queues.executor import Executor
+from engine.queues.inline import InlineRunner
 from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 from handlers.builtin import register_builtin
@@ -48,7 +49,8 @@ log = structlog.get_logger("jobengine")
 class Engine:
     """One jobengine process: the queues in its config, cron, housekeeping.
 
-    An engine whose config has no ``[queues]`` only inserts (for web apps).
+    An engine whose config has no ``[queues]`` only inserts (for web apps). ``inline=True``
+    (for tests) runs each enqueued job at once in the caller's task, without a database.
 
     Example::
 
@@ -57,7 +59,8 @@ class Engine:
     """
 
     def __init__(self, database_url: str | None = None, config: str | Path | Config | None = None, *,
-                 registry: Registry | None = None, env: Mapping[str, str] | None = None) -> None:
+                 registry: Registry | None = None, env: Mapping[str, str] | None = None,
+                 inline: bool = False) -> None:
         self.config = config if isinstance(config, Config) else load_config(config, env=env)
         self.config = with_notification_queue(self.config)  # flow control: failure notifications' own queue
         self.database_url = database_url or self.config.database_url
@@ -76,6 +79,8 @@ class Engine:
         self.cron: CronStore | None = None
         self.executor = Executor(registry=self.registry, resources=self.resources, secrets=self.secrets,
                                  followups=Followups(self.inserter, self.config), events=self.events)
+        # Tests: enqueue runs each job at once in the caller's task, no database (engine/queues/inline.py).
+        self.inline = InlineRunner(self.executor) if inline else None
 
     def _import_modules(self) -> None:
         register_builtin(self.registry)
@@ -108,6 +113,8 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        if self.inline is not None:
+            return
         try:
             await self._connect()
             assert self.store is not None
@@ -246,6 +253,8 @@ class Engine:
         dicts with ``jobType``). Nothing is inserted if any item is invalid."""
         resolved = [self._to_spec(item) for item in specs]
         rows = self.inserter.rows(resolved)
+        if self.inline is not None:
+            return await self.inline.run(rows)
         return await self._store.insert(rows, conn=foreign.adapt(conn))
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
