@@ -18,7 +18,7 @@ import anyio
 import asyncpg
 import structlog
 
-from engine.core import backoff
+from engine.core import backoff, tracing
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
@@ -252,10 +252,14 @@ class Engine:
         """Insert a batch in one round trip. Items are JobSpecs or job documents (camelCase
         dicts with ``jobType``). Nothing is inserted if any item is invalid."""
         resolved = [self._to_spec(item) for item in specs]
-        rows = self.inserter.rows(resolved)
-        if self.inline is not None:
-            return await self.inline.run(rows)
-        return await self._store.insert(rows, conn=foreign.adapt(conn))
+        with tracing.enqueue_span([spec.kind for spec in resolved]) as span:
+            rows = self.inserter.rows(resolved)
+            if self.inline is not None:
+                jobs = await self.inline.run(rows)
+            else:
+                jobs = await self._store.insert(rows, conn=foreign.adapt(conn))
+            tracing.enqueued(span, jobs)
+            return jobs
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
                                conn: Any = None) -> Job:

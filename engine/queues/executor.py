@@ -15,7 +15,7 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
-from engine.core import backoff
+from engine.core import backoff, tracing
 from engine.core.acks import Ack, ErrorEntry, ErrorKind
 from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
@@ -67,6 +67,14 @@ class Executor:
 
     async def execute(self, job: Job) -> Ack:
         """Run one attempt of ``job`` and return the ack describing its outcome."""
+        if not tracing.active():
+            return await self._execute(job)
+        with tracing.attempt_span(job) as span:
+            ack = await self._execute(job)
+            tracing.finish(span, ack.state, ack.error.get("error") if ack.error else None)
+            return ack
+
+    async def _execute(self, job: Job) -> Ack:
         start = time.perf_counter()
         events = self.events.active  # a no-op job costs less than building its two events
         if events:
