@@ -146,8 +146,8 @@ def _wrap(conn: Any) -> ForeignConnection:
         return _sqlalchemy(conn, blocking=False)
     if "sqlalchemy.Connection" in classes or "sqlalchemy.Session" in classes:
         return _sqlalchemy(conn, blocking=True)
-    if "django.DatabaseWrapper" in classes:
-        return _django(conn)
+    if "django.DatabaseWrapper" in classes or "django.ConnectionProxy" in classes:
+        return _django(conn)  # django.db.connection is a proxy of connections["default"]
     raise TypeError(f"conn: expected an asyncpg, psycopg 3 or SQLAlchemy connection or session "
                     f"(or Django's connection), got {type(conn).__module__}.{type(conn).__qualname__}")
 
