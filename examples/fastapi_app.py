@@ -9,6 +9,9 @@ Run it::
 
 - The engine processes the queues of its config (``config=``, ``JOBENGINE_*``); with no
   ``[queues]`` it only inserts, and separate ``jobengine start`` workers run the jobs.
+- With OpenTelemetry set up (``opentelemetry-instrument`` or your own provider, with the FastAPI
+  and aiohttp-client instrumentations), one trace shows the request, the enqueues, the jobs' runs
+  and the CRM webhook call the ``http`` job makes.
 - The dashboard is jobengine's aiohttp app, served on a private loopback port and reached through
   ``/ops/jobs/...`` here: the app checks its own users (HTTP Basic in this example), then forwards
   with the dashboard's operator token, rewriting the dashboard's absolute links under the prefix.
@@ -52,9 +55,12 @@ class Signup(BaseModel):
     email: str
 
 
-def create_app(config: Config | str | None = None, *, password: str | None = None) -> FastAPI:
-    """The example app; ``password`` guards the dashboard (user ``admin``)."""
+def create_app(config: Config | str | None = None, *, password: str | None = None,
+               crm_webhook: str | None = None) -> FastAPI:
+    """The example app; ``password`` guards the dashboard (user ``admin``); each signup is also
+    posted to ``crm_webhook`` by a built-in ``http`` job when one is set."""
     password = password or os.environ.get("APP_PASSWORD") or secrets.token_urlsafe(16)
+    crm_webhook = crm_webhook or os.environ.get("CRM_WEBHOOK")
     dashboard_token = secrets.token_urlsafe(32)  # only this process knows it
 
     def operator(credentials: Annotated[HTTPBasicCredentials, Depends(BASIC)]) -> str:
@@ -76,8 +82,12 @@ def create_app(config: Config | str | None = None, *, password: str | None = Non
 
     @app.post("/signup")
     async def signup(body: Signup, request: Request) -> dict[str, Any]:
-        job = await request.app.state.engine.enqueue("example.welcome", {"email": body.email})
-        return {"job_id": job.id, "state": job.state}
+        engine = request.app.state.engine
+        job = await engine.enqueue("example.welcome", {"email": body.email})
+        crm = None
+        if crm_webhook:
+            crm = await engine.enqueue("http", {"method": "POST", "url": crm_webhook, "body": {"signup": body.email}})
+        return {"job_id": job.id, "state": job.state, "crm_job_id": crm.id if crm else None}
 
     @app.api_route(PREFIX + "/{path:path}", methods=["GET", "POST"], dependencies=[Depends(operator)])
     async def dashboard(path: str, request: Request) -> Response:

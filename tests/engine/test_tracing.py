@@ -5,72 +5,17 @@ attempt's kind, queue, attempt and outcome as attributes; nothing when no provid
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
-from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 
 from engine.core import tracing
 from engine.core.job import Job
 from engine.core.registry import Registry
 from engine.testing import wait_for_job
+from tests.support.tracing import named, reset_global_provider
 from tests.support.waiting import wait_until
-
-
-def _reset_global_provider() -> None:
-    # The API lets a process set its provider once; tests set and unset it (as the
-    # OpenTelemetry project's own test utilities do), so other tests run untraced.
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    tracing.refresh()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _reset_global_provider()
-    trace.set_tracer_provider(provider)
-    assert tracing.refresh()
-    AioHttpClientInstrumentor().instrument()
-    try:
-        yield exporter
-    finally:
-        AioHttpClientInstrumentor().uninstrument()
-        provider.shutdown()
-        _reset_global_provider()
-
-
-@pytest_asyncio.fixture
-async def peer() -> AsyncIterator[dict[str, Any]]:
-    """A real HTTP server that keeps the traceparent header each request carried."""
-    seen: dict[str, Any] = {"traceparents": []}
-
-    async def hook(request: web.Request) -> web.Response:
-        seen["traceparents"].append(request.headers.get("traceparent"))
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    seen["url"] = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield seen
-    finally:
-        await runner.cleanup()
 
 
 def flaky_registry() -> Registry:
@@ -83,23 +28,19 @@ def flaky_registry() -> Registry:
     return registry
 
 
-def _by_name(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
-    return [span for span in exporter.get_finished_spans() if span.name.startswith(prefix)]
-
-
 async def test_one_trace_links_the_request_the_enqueue_the_run_and_its_http_call(
-        start_engine, spans: InMemorySpanExporter, peer: dict[str, Any]) -> None:
+        start_engine, spans: InMemorySpanExporter, hook_peer: dict[str, Any]) -> None:
     engine = await start_engine(flaky_registry(), queues={"default": {"concurrency": 2}},
                                 http={"allow": ["127.0.0.1"]})
     tracer = trace.get_tracer("the web app")
     with tracer.start_as_current_span("POST /signup", kind=trace.SpanKind.SERVER) as request:
-        job = await engine.enqueue("http", {"method": "POST", "url": peer["url"], "body": {"user": 7}})
+        job = await engine.enqueue("http", {"method": "POST", "url": hook_peer["url"], "body": {"user": 7}})
     assert job.meta["trace"]["traceparent"].split("-")[1] == format(request.get_span_context().trace_id, "032x")
     assert (await wait_for_job(engine, job.id)).state == "completed"
-    await wait_until(lambda: _by_name(spans, "jobengine run http"), what="the attempt span ended")
+    await wait_until(lambda: named(spans, "jobengine run http"), what="the attempt span ended")
 
-    (enqueue,) = _by_name(spans, "jobengine enqueue http")
-    (run,) = _by_name(spans, "jobengine run http")
+    (enqueue,) = named(spans, "jobengine enqueue http")
+    (run,) = named(spans, "jobengine run http")
     (call,) = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.CLIENT]
     trace_id = request.get_span_context().trace_id
     assert {s.context.trace_id for s in (enqueue, run, call)} == {trace_id}
@@ -113,7 +54,7 @@ async def test_one_trace_links_the_request_the_enqueue_the_run_and_its_http_call
                                     "jobengine.job_id": job.id, "jobengine.attempt": 1,
                                     "jobengine.outcome": "completed"}.items()
     # The HTTP peer saw the same trace in the request's traceparent header.
-    assert peer["traceparents"][0].split("-")[1] == format(trace_id, "032x")
+    assert hook_peer["traceparents"][0].split("-")[1] == format(trace_id, "032x")
 
 
 async def test_a_failed_attempt_records_its_outcome_and_an_error_status(
@@ -121,16 +62,16 @@ async def test_a_failed_attempt_records_its_outcome_and_an_error_status(
     engine = await start_engine(flaky_registry(), queues={"default": {"concurrency": 2}})
     job = await engine.enqueue("flaky", {}, backoff={"type": "fixed", "delay": 60_000})
     await wait_for_job(engine, job.id, states={"retryable"})
-    (run,) = await wait_until(lambda: _by_name(spans, "jobengine run flaky"))
+    (run,) = await wait_until(lambda: named(spans, "jobengine run flaky"))
     assert run.attributes["jobengine.outcome"] == "retryable" and run.attributes["jobengine.attempt"] == 1
     assert run.status.status_code == trace.StatusCode.ERROR
     assert run.status.description == "RuntimeError: upstream down"
-    (enqueue,) = _by_name(spans, "jobengine enqueue flaky")
+    (enqueue,) = named(spans, "jobengine enqueue flaky")
     assert run.parent.span_id == enqueue.context.span_id  # no request around it: the enqueue is the root
 
 
 async def test_without_a_tracer_provider_nothing_is_traced_or_stored(start_engine) -> None:
-    _reset_global_provider()
+    reset_global_provider()
     assert not tracing.active()
     engine = await start_engine(flaky_registry())
     job = await engine.enqueue("flaky", {})

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.support.tracing import hook_peer, spans  # noqa: F401  (fixtures, found by name)
 from tests.support.waiting import wait_until
 
 
