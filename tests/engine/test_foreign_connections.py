@@ -149,3 +149,23 @@ async def test_a_sync_connection_or_a_stranger_is_refused_with_a_clear_error(sta
 
 def test_dollar_placeholders_become_format_ones_in_order_with_percent_escaped() -> None:
     assert to_format_style("SELECT $2, '5%', $1, $2", ["a", "b"]) == ("SELECT %s, '5%%', %s, %s", ["b", "a", "b"])
+
+
+async def test_a_locked_row_on_a_foreign_connection_raises_asyncpgs_lock_error(pg_url, schema) -> None:
+    """The dependency insert retries on asyncpg.LockNotAvailableError: other drivers' errors
+    for the same SQLSTATE (55P03) become it."""
+    holder = await asyncpg.connect(pg_url)
+    try:
+        await holder.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".t (id int PRIMARY KEY); '
+                             f'INSERT INTO "{schema}".t VALUES (1)')
+        async with holder.transaction():
+            await holder.execute(f'SELECT * FROM "{schema}".t FOR UPDATE')
+            for kind in ("psycopg-async", "sqlalchemy-asyncsession-asyncpg", "sqlalchemy-asyncsession-psycopg"):
+                async with KINDS[kind](pg_url) as conn:
+                    adapted = adapt(conn)
+                    with pytest.raises(asyncpg.LockNotAvailableError):
+                        async with adapted.transaction():
+                            await adapted.fetch(f'SELECT id FROM "{schema}".t WHERE id = $1 FOR UPDATE NOWAIT', 1)
+                    assert await adapted.fetchval("SELECT $1::int + 1", 41) == 42  # the savepoint rolled back
+    finally:
+        await holder.close()
