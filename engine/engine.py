@@ -220,6 +220,8 @@ class Engine:
 
     @property
     def _store(self) -> JobStore:
+        if self.store is None and self.inline is not None:
+            raise RuntimeError("inline mode has no database: enqueue returns each job finished")
         if self.store is None:
             raise RuntimeError("engine not started: use `async with Engine(...) as engine`")
         return self.store

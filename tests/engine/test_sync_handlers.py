@@ -5,9 +5,12 @@ as async handlers; a timed-out thread runs on as a straggler that /metrics count
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import pytest
 
 from engine.core.job import Job
@@ -170,3 +173,20 @@ async def test_perform_job_runs_a_sync_handler_through_the_executor() -> None:
     assert result["kind"] == "outcome" and result["thread"] != threading.get_ident()
     with pytest.raises(ValueError, match="bad value 3"):
         await perform_job("outcome", {"action": "raise", "value": 3}, registry=registry)
+
+
+@asynccontextmanager
+async def shared_client(config: Any) -> AsyncIterator[dict[str, Any]]:
+    yield {"built_on_loop": threading.get_ident()}
+
+
+async def test_a_sync_handler_reaches_async_resources_through_anyio_from_thread() -> None:
+    registry = Registry()
+
+    @registry.handler("with-resource")
+    def with_resource(job: Job, ctx: Any) -> dict[str, Any]:
+        client = anyio.from_thread.run(ctx.resources.get, shared_client)
+        return {"loop": client["built_on_loop"], "thread": threading.get_ident()}
+
+    result = await perform_job("with-resource", {}, registry=registry)
+    assert result["loop"] == threading.get_ident() != result["thread"]

@@ -48,6 +48,8 @@ async def test_inline_enqueue_runs_the_job_in_the_callers_task_without_a_databas
         with pytest.raises(EnqueueError, match="name"):
             await engine.enqueue("greet", {"name": 5})
         assert [j.kind for j in engine.inline.performed] == ["greet", "fail"]
+        with pytest.raises(RuntimeError, match="inline mode has no database"):
+            await engine.get(job.id)
 
 
 async def test_inline_chains_run_after_their_parent_and_depends_on_is_refused() -> None:
