@@ -21,6 +21,10 @@ from tests.support.waiting import wait_until
 def flaky_registry() -> Registry:
     registry = Registry()
 
+    @registry.handler("ok", queue="default")
+    async def ok(job: Job) -> str:
+        return "fine"
+
     @registry.handler("flaky", queue="default", max_attempts=3)
     async def flaky(job: Job) -> None:
         raise RuntimeError("upstream down")
@@ -76,3 +80,14 @@ async def test_without_a_tracer_provider_nothing_is_traced_or_stored(start_engin
     engine = await start_engine(flaky_registry())
     job = await engine.enqueue("flaky", {})
     assert "trace" not in job.meta and "trace" not in (await engine.get(job.id)).meta
+
+
+async def test_a_job_chained_from_an_attempt_runs_as_that_attempts_child(
+        start_engine, spans: InMemorySpanExporter) -> None:
+    engine = await start_engine(flaky_registry(), queues={"default": {"concurrency": 2}})
+    parent = await engine.enqueue("ok", {"step": 1}, on_success={"jobType": "ok", "data": {"step": 2}})
+    await wait_for_job(engine, parent.id)
+    first, second = await wait_until(lambda: len(found := named(spans, "jobengine run ok")) == 2 and found)
+    assert first.attributes["jobengine.job_id"] == parent.id
+    assert second.parent.span_id == first.context.span_id
+    assert second.context.trace_id == first.context.trace_id
