@@ -12,6 +12,7 @@ Example::
         await engine.enqueue("greet", {"name": "world"})
 """
 
+from engine.client import Client
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobSpec, JobState, UniqueSpec
@@ -21,6 +22,7 @@ from engine.engine import Engine
 
 __all__ = [
     "Cancel",
+    "Client",
     "Config",
     "ConfigError",
     "Discard",

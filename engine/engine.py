@@ -18,7 +18,7 @@ import anyio
 import asyncpg
 import structlog
 
-from engine.core import backoff
+from engine.core import backoff, tracing
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
@@ -28,6 +28,7 @@ from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
+from engine.db import foreign
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.store import JobStore
@@ -37,6 +38,7 @@ from engine.maintenance.lifeline import Lifeline
 from engine.node import NodeSupervisor
 from engine.queues.acker import Acker
 from engine.queues.executor import Executor
+from engine.queues.inline import InlineRunner
 from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 from handlers.builtin import register_builtin
@@ -47,7 +49,8 @@ log = structlog.get_logger("jobengine")
 class Engine:
     """One jobengine process: the queues in its config, cron, housekeeping.
 
-    An engine whose config has no ``[queues]`` only inserts (for web apps).
+    An engine whose config has no ``[queues]`` only inserts (for web apps). ``inline=True``
+    (for tests) runs each enqueued job at once in the caller's task, without a database.
 
     Example::
 
@@ -56,7 +59,8 @@ class Engine:
     """
 
     def __init__(self, database_url: str | None = None, config: str | Path | Config | None = None, *,
-                 registry: Registry | None = None, env: Mapping[str, str] | None = None) -> None:
+                 registry: Registry | None = None, env: Mapping[str, str] | None = None,
+                 inline: bool = False) -> None:
         self.config = config if isinstance(config, Config) else load_config(config, env=env)
         self.config = with_notification_queue(self.config)  # flow control: failure notifications' own queue
         self.database_url = database_url or self.config.database_url
@@ -75,6 +79,8 @@ class Engine:
         self.cron: CronStore | None = None
         self.executor = Executor(registry=self.registry, resources=self.resources, secrets=self.secrets,
                                  followups=Followups(self.inserter, self.config), events=self.events)
+        # Tests: enqueue runs each job at once in the caller's task, no database (engine/queues/inline.py).
+        self.inline = InlineRunner(self.executor) if inline else None
 
     def _import_modules(self) -> None:
         register_builtin(self.registry)
@@ -107,6 +113,8 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
+        if self.inline is not None:
+            return
         try:
             await self._connect()
             assert self.store is not None
@@ -212,6 +220,8 @@ class Engine:
 
     @property
     def _store(self) -> JobStore:
+        if self.store is None and self.inline is not None:
+            raise RuntimeError("inline mode has no database: enqueue returns each job finished")
         if self.store is None:
             raise RuntimeError("engine not started: use `async with Engine(...) as engine`")
         return self.store
@@ -223,11 +233,12 @@ class Engine:
                       vars: dict[str, Any] | None = None, on_success: dict[str, Any] | None = None,
                       on_failure: dict[str, Any] | None = None, condition: str | None = None,
                       failure_notification: dict[str, Any] | None = None, backoff: dict[str, Any] | None = None,
-                      depends_on: Sequence[int] = (), conn: asyncpg.Connection | None = None) -> Job:
+                      depends_on: Sequence[int] = (), conn: Any = None) -> Job:
         """Insert one job and return it (the existing one for a unique duplicate).
 
-        ``delay`` and ``timeout`` are seconds. With ``conn``, the insert joins the caller's
-        transaction: the job exists if and only if it commits.
+        ``delay`` and ``timeout`` are seconds. With ``conn`` (asyncpg or psycopg 3 connection,
+        SQLAlchemy AsyncConnection or AsyncSession: engine/db/foreign.py), the insert joins the
+        caller's transaction: the job exists if and only if it commits.
 
         Example::
 
@@ -239,15 +250,21 @@ class Engine:
         return job
 
     async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
-                           conn: asyncpg.Connection | None = None) -> list[Job]:
+                           conn: Any = None) -> list[Job]:
         """Insert a batch in one round trip. Items are JobSpecs or job documents (camelCase
         dicts with ``jobType``). Nothing is inserted if any item is invalid."""
         resolved = [self._to_spec(item) for item in specs]
-        rows = self.inserter.rows(resolved)
-        return await self._store.insert(rows, conn=conn)
+        with tracing.enqueue_span([spec.kind for spec in resolved]) as span:
+            rows = self.inserter.rows(resolved)
+            if self.inline is not None:
+                jobs = await self.inline.run(rows)
+            else:
+                jobs = await self._store.insert(rows, conn=foreign.adapt(conn))
+            tracing.enqueued(span, jobs)
+            return jobs
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
-                               conn: asyncpg.Connection | None = None) -> Job:
+                               conn: Any = None) -> Job:
         """Insert a job document (docs/job-documents.md), e.g. ``{"jobType": "log", "data": {...}, "delay": 5000}``."""
         (job,) = await self.enqueue_many([parse_document(document, kind=kind)], conn=conn)
         return job

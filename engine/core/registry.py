@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-HandlerFunc = Callable[..., Awaitable[Any]]
+# An ``async def`` handler, or a plain ``def`` one that runs in a worker thread
+# (see engine/queues/threads.py).
+HandlerFunc = Callable[..., Awaitable[Any]] | Callable[..., Any]
 BackoffFunc = Callable[[int], float]
 KIND_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 # The pydantic validation context meaning "placeholders are rendered: check the real values".
@@ -40,6 +42,7 @@ class HandlerSpec:
     can render placeholders itself (the ssh handler does, to shell-quote them), and
     validate them itself once rendered.
     ``takes_context``: the function accepts ``(job, ctx)`` rather than ``(job)``.
+    ``sync``: a plain ``def``; the executor runs it in its queue's thread pool.
     """
 
     kind: str
@@ -53,6 +56,7 @@ class HandlerSpec:
     render_args: bool = True
     takes_context: bool = False
     tags: tuple[str, ...] = ()
+    sync: bool = False
 
 
 class Registry:
@@ -97,8 +101,8 @@ class Registry:
             raise ValueError(f"max_attempts for {kind!r} must be >= 1, got {max_attempts}")
 
         def decorate(func: HandlerFunc) -> HandlerFunc:
-            if not inspect.iscoroutinefunction(func):
-                raise TypeError(f"handler for {kind!r} must be an async function")
+            if not callable(func) or inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+                raise TypeError(f"handler for {kind!r} must be a function (async def, or def to run in a thread)")
             self.register(
                 HandlerSpec(
                     kind=kind,
@@ -112,6 +116,7 @@ class Registry:
                     render_args=render_args,
                     takes_context=len(inspect.signature(func).parameters) >= 2,
                     tags=tuple(tags),
+                    sync=not inspect.iscoroutinefunction(func),
                 )
             )
             return func
@@ -159,13 +164,21 @@ def handler(
     render_args: bool = True,
     tags: tuple[str, ...] | list[str] = (),
 ) -> Callable[[HandlerFunc], HandlerFunc]:
-    """Register an async function as the handler for ``kind`` in the default registry.
+    """Register a function as the handler for ``kind`` in the default registry.
+
+    An ``async def`` runs on the event loop; a plain ``def`` (code calling ``requests``,
+    ``boto3`` or an ORM) runs in a thread of its queue's pool, at most the queue's
+    concurrency at once.
 
     Example::
 
         @handler("resize-image", queue="media", max_attempts=5, timeout=30)
         async def resize(job):
             return {"width": job.args["width"]}
+
+        @handler("sync-report")
+        def report(job):
+            return requests.get(job.args["url"]).status_code
     """
     return default_registry.handler(
         kind,

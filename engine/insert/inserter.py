@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.core import tracing
 from engine.core.errors import EnqueueError
 from engine.core.job import JOB_OPTIONS, JobSpec
 from engine.core.registry import Registry
@@ -81,6 +82,7 @@ class Inserter:
             encode_json(meta, "job options (vars, onSuccess, ...)")
             self.secrets.check_not_present(meta, "job options")
         self.secrets.check_not_present(spec.args, "args")
+        tracing.inject(meta)  # the run continues the trace of the enqueue (or of the attempt that chains it)
         queue = spec.queue or handler.queue
         row = InsertRow(
             queue=queue,

@@ -15,7 +15,7 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
-from engine.core import backoff
+from engine.core import backoff, tracing
 from engine.core.acks import Ack, ErrorEntry, ErrorKind
 from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
@@ -26,6 +26,7 @@ from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
 from engine.core.templating import build_scope, render
 from engine.insert.followups import Followups
+from engine.queues.threads import ThreadPools
 
 MAX_ERROR_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 8_000
@@ -62,9 +63,18 @@ class Executor:
         self.followups = followups
         self.events = events
         self.log = logger or structlog.get_logger("jobengine.executor")
+        self.threads = ThreadPools()  # sync handlers' pools, sized by the producers
 
     async def execute(self, job: Job) -> Ack:
         """Run one attempt of ``job`` and return the ack describing its outcome."""
+        if not tracing.active():
+            return await self._execute(job)
+        with tracing.attempt_span(job) as span:
+            ack = await self._execute(job)
+            tracing.finish(span, ack.state, ack.error.get("error") if ack.error else None)
+            return ack
+
+    async def _execute(self, job: Job) -> Ack:
         start = time.perf_counter()
         events = self.events.active  # a no-op job costs less than building its two events
         if events:
@@ -120,9 +130,13 @@ class Executor:
 
     async def _run(self, spec: HandlerSpec, job: Job, context: HandlerContext | None) -> Any:
         timeout = job.timeout if job.timeout is not None else spec.timeout
+        if spec.sync:
+            with anyio.fail_after(timeout if timeout else math.inf):
+                call = (job, context) if spec.takes_context else (job,)
+                return await self.threads.run(job.queue, spec.func, *call)
         if not timeout:  # no limit: no cancel scope to build
             return await (spec.func(job, context) if spec.takes_context else spec.func(job))
-        with anyio.fail_after(timeout if timeout else math.inf):
+        with anyio.fail_after(timeout):
             if spec.takes_context:
                 return await spec.func(job, context)
             return await spec.func(job)

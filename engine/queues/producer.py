@@ -60,6 +60,7 @@ class Producer:
         self.limits = limits  # flow control: shared rate / global limits (None: the plain claim)
         self._held_until = 0.0  # monotonic time before which a limit holds claims back
         self._slot_freed = False  # a job of a globally limited queue finished here
+        executor.threads.resize(name, concurrency)  # sync handlers: never more threads than slots
 
     # --- control, from the engine and notifier ---------------------------------
 
@@ -79,6 +80,7 @@ class Producer:
 
     def scale(self, concurrency: int) -> None:
         self.limit = max(1, concurrency)
+        self.executor.threads.resize(self.name, self.limit)
         self.notify()
 
     def cancel_job(self, job_id: int) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.queues.threads import ThreadPools
 from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import BadRequest, JobFilter
@@ -164,11 +165,21 @@ def database_gauges(overview: Overview) -> list[Gauge]:
     return [jobs, paused, concurrency, oldest, nodes]
 
 
+def thread_gauges(threads: ThreadPools) -> list[Gauge]:
+    """Sync handlers' threads in this process: a thread cannot be killed, so one whose attempt
+    timed out runs on (a straggler) until its function returns."""
+    return [Gauge("jobengine_sync_stragglers", "Sync handler threads still running after their attempt ended.",
+                  {(): threads.stragglers}),
+            Gauge("jobengine_sync_abandoned", "Sync handler threads ever abandoned by their attempt (timeout, "
+                  "cancel, stop) in this process.", {(): threads.abandoned})]
+
+
 async def metrics(request: web.Request) -> web.Response:
     up = await job_store(request.app[ENGINE]).ping()
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
         gauges += database_gauges(await request.app[SNAPSHOTS].overview())
+    gauges += thread_gauges(request.app[ENGINE].executor.threads)
     body = request.app[METRICS].render(gauges)
     return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
 
