@@ -4,10 +4,12 @@ jobengine client's settings in ``JOBENGINE`` (any jobengine config key)."""
 from __future__ import annotations
 
 import os
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _url = urlsplit(DATABASE_URL)
+# libpq's own spelling of a Unix-socket server: postgresql://user@/db?host=/run/postgresql
+_socket_dir = parse_qs(_url.query).get("host", [None])[0]
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-set-DJANGO_SECRET_KEY")
 DEBUG = False
@@ -22,8 +24,8 @@ DATABASES = {
         "NAME": _url.path.lstrip("/") or "postgres",
         "USER": unquote(_url.username or "postgres"),
         "PASSWORD": unquote(_url.password or ""),
-        "HOST": _url.hostname or "127.0.0.1",
-        "PORT": str(_url.port or 5432),
+        "HOST": _socket_dir or _url.hostname or "127.0.0.1",
+        "PORT": str(parse_qs(_url.query).get("port", [_url.port or 5432])[0]),
     }
 }
 # The same database: a job and the rows of its request commit together.
