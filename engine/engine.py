@@ -134,7 +134,8 @@ class Engine:
             url = await self._embedded.start()
             self.database_url = url
         self.store = JobStore(url, schema=self.config.schema_name, pool_size=self.config.pool_size,
-                              query_timeout=self.config.query_timeout)
+                              query_timeout=self.config.query_timeout, listen_url=self.config.listen_url,
+                              statement_cache_size=self.config.statement_cache_size)
         failures = 0
         while True:
             try:

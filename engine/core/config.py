@@ -152,6 +152,10 @@ class Config(Section):
     """
 
     database_url: str | None = None
+    # LISTEN needs a session: behind a transaction pooler, point this at Postgres itself.
+    listen_url: str | None = None
+    # asyncpg's per-connection prepared-statement cache; 0 for PgBouncer < 1.21 in transaction mode.
+    statement_cache_size: int = Field(100, ge=0)
     schema_name: str = Field("jobengine", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     node_name: str | None = None
     modules: list[str] = []

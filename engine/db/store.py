@@ -55,8 +55,11 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
     """
 
     def __init__(self, url: str, *, schema: str = "jobengine", pool_size: int = 10,
-                 query_timeout: float = 10.0) -> None:
+                 query_timeout: float = 10.0, listen_url: str | None = None,
+                 statement_cache_size: int = 100) -> None:
         self.url = url
+        self.listen_url = listen_url or url
+        self._statement_cache_size = statement_cache_size
         self.schema = schema
         self.statements = sql.render(schema)
         self._pool_size = pool_size
@@ -77,6 +80,7 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
             reset=keep_session,
             server_settings={"application_name": "jobengine"},
             timeout=self._query_timeout,
+            statement_cache_size=self._statement_cache_size,
         )
 
     async def close(self) -> None:
@@ -106,6 +110,7 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
         """Apply pending migrations on a connection of its own, without the per-query
         timeout: building an index on a large table may take minutes."""
         conn = await asyncpg.connect(self.url, timeout=self._query_timeout,
+                                     statement_cache_size=self._statement_cache_size,
                                      server_settings={"application_name": "jobengine migrate"})
         try:
             return await migrate(conn, self.schema)
@@ -348,7 +353,7 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
     async def open_listener(self, channels: Sequence[str], callback: Listener,
                             on_lost: Callable[[], Awaitable[None] | None] | None = None) -> asyncpg.Connection:
         """A dedicated connection LISTENing on ``channels``; ``callback(channel, payload)``."""
-        conn = await open_connection(self.url, timeout=self._query_timeout,
+        conn = await open_connection(self.listen_url, timeout=self._query_timeout,
                                      application_name=f"jobengine listener {self.schema}")
         try:
             for channel in channels:

@@ -40,6 +40,10 @@ DESCRIPTIONS = {
     "shutdown_grace": "on SIGTERM, how long running jobs may finish before they are put back",
     "query_timeout": "timeout of each database statement",
     "pool_size": "database connections per process (plus one for LISTEN)",
+    "listen_url": "Postgres URL for the LISTEN connection alone (unset: `database_url`); behind a "
+                  "transaction pooler, point it at Postgres itself",
+    "statement_cache_size": "prepared statements cached per connection; `0` behind PgBouncer < 1.21 "
+                            "in transaction pooling",
     "embedded_data_dir": "data directory of the embedded Postgres (no database URL set)",
     "failure_notification": "default failure-notification targets for discarded jobs: email, webhook, queue",
     "smtp.host": "SMTP server", "smtp.port": "SMTP port",
