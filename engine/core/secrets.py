@@ -26,8 +26,10 @@ class Secrets:
         secrets.redact({"auth": "Bearer s3cr3t-value"})   # {'auth': 'Bearer ***'}
     """
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], *, declared: Iterable[str] = ()) -> None:
         self._values = dict(values)
+        # Declared names, set in the environment or not: a reference to one is a secret use.
+        self.declared = frozenset(declared) | frozenset(self._values)
         # Longest first so a secret containing another is redacted whole.
         self._needles = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
 
@@ -36,6 +38,7 @@ class Secrets:
         """Read each named secret from ``env`` (default ``os.environ``); missing ones are
         simply unavailable (a job using one fails naming it)."""
         env = os.environ if env is None else env
+        names = list(names)
         values = {}
         for name in names:
             value = env.get(name)
@@ -44,11 +47,18 @@ class Secrets:
             if len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters")
             values[name] = value
-        return cls(values)
+        return cls(values, declared=names)
 
     @property
     def names(self) -> list[str]:
         return sorted(self._values)
+
+    def referenced_by(self, name: str) -> str | None:
+        """The secret a placeholder or condition variable ``name`` reads, if any:
+        ``secrets.X`` always, a plain ``X`` when ``X`` is a declared secret."""
+        if name.startswith("secrets."):
+            return name.removeprefix("secrets.")
+        return name if name in self.declared else None
 
     def get(self, name: str) -> str | None:
         return self._values.get(name)

@@ -98,7 +98,7 @@ class Inserter:
         if spec.unique is not None:
             self._apply_unique(spec, queue, row)
         if spec.condition is not None or spec.on_success or spec.on_failure or spec.depends_on:
-            check_flow(self.row, spec, row)
+            check_flow(self.row, spec, row, self.secrets)
         return row
 
     def _validate_args(self, spec: JobSpec, model: Any) -> None:

@@ -114,9 +114,14 @@ class Executor:
         if not text:
             return None
         condition = parse_condition(text)
+        for name in sorted(condition.variables):
+            # Refused at enqueue; a row written around the inserter is refused here.
+            secret = self.secrets.referenced_by(name)
+            if secret is not None:
+                raise PermanentError(f"condition uses secret {secret}; secrets cannot be used in conditions")
         if condition.evaluate(scope):
             return None
-        return Cancel(self.secrets.redact_text(condition.describe(scope)))
+        return Cancel(self.secrets.redact_text(condition.describe(scope, redact=self.secrets.redact)))
 
     async def _run(self, spec: HandlerSpec, job: Job, context: HandlerContext | None) -> Any:
         timeout = job.timeout if job.timeout is not None else spec.timeout
