@@ -104,6 +104,16 @@ async def test_unsafe_values_are_refused_before_connecting(make_harness, ssh_pee
     assert ssh_peer.connections == [] and not marker.exists()
 
 
+@pytest.mark.parametrize("command", ["[ 5 -gt {{v}} ] || true", "test -v {{v}} || true", "find {{v}} -delete"])
+async def test_evaluated_or_operator_values_are_refused_before_connecting(
+        make_harness, ssh_peer, marker, command) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    value = f"a[$(touch {marker})]" if "find" not in command else "!"
+    with pytest.raises(UnsafeShellValueError, match=r"\{\{v\}\}"):
+        await harness.run("ssh", job(ssh_peer, command), vars={"v": value})
+    assert ssh_peer.connections == [] and not marker.exists()
+
+
 async def test_a_value_glued_to_an_option_may_start_with_a_dash(make_harness, ssh_peer) -> None:
     harness = make_harness(ssh=ssh_peer.settings(), secrets={"DB_PASS": "-p4ss 'word"})
     result = await harness.run("ssh", job(ssh_peer, "printf '%s\\n' -p{{DB_PASS}}"))
