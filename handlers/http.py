@@ -211,6 +211,13 @@ class _Exchange:
             self.body = None
             self.headers.popall("Content-Type", None)
         if (target.scheme, target.host, target.port) != (self.url.scheme, self.url.host, self.url.port):
+            if self.body is not None:
+                # A 307/308 (or a 301/302 of a PUT) keeps the body, and the body may hold
+                # rendered secrets: it never goes to an origin the job did not name.
+                raise PermanentError(
+                    f"{self.method} {_safe(self.url)}: the {status} redirect to another origin "
+                    f"({target.scheme}://{target.host}:{target.port}) would re-send the request body; refused"
+                )
             for name in list(self.headers):
                 if CREDENTIAL_HEADER.search(name) or self.ctx.secrets.contains_secret(self.headers[name]):
                     self.headers.popall(name, None)

@@ -132,6 +132,17 @@ async def test_redirects_are_followed_and_credentials_dropped_across_origins(mak
     assert seen["headers"]["X-Plain"] == "p"
 
 
+@pytest.mark.parametrize("code", [307, 308])
+async def test_a_body_is_never_resent_to_another_origin(make_harness, http_peer, code: int) -> None:
+    harness = make_harness(http={"allow": ["127.0.0.1", "localhost"]}, secrets={"API_TOKEN": "tok-s3cret-value"})
+    other_origin = http_peer.url("/echo", host="localhost")
+    args = {"method": "POST", "url": http_peer.url(f"/redirect?code={code}&to={other_origin}"),
+            "body": {"token": "{{API_TOKEN}}"}}
+    with pytest.raises(PermanentError, match=rf"{code} redirect to another origin .*re-send the request body"):
+        await harness.run("http", args)
+    assert [seen["path"] for seen in http_peer.requests] == [f"/redirect?code={code}&to={other_origin}"]
+
+
 async def test_307_keeps_method_and_body_on_the_same_origin(make_harness, http_peer) -> None:
     args = {"method": "PUT", "url": http_peer.url("/redirect?code=307&to=/echo"), "body": "same",
             "headers": {"Authorization": "Bearer x"}}
