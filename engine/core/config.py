@@ -89,6 +89,9 @@ class SshConfig(Section):
     command_timeout: Duration = 600.0
     # stdout and stderr kept in the result (each); the rest is read and dropped.
     max_output_bytes: int = Field(default=65_536, ge=1)
+    # The address policy, as [http]'s: private, loopback and metadata hosts need an allow entry.
+    allow: list[str] = []
+    deny: list[str] = []
 
 
 class HttpConfig(Section):

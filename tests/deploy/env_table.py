@@ -54,6 +54,8 @@ DESCRIPTIONS = {
     "ssh.idle_close": "close pooled connections idle this long",
     "ssh.command_timeout": "default timeout of a remote command",
     "ssh.max_output_bytes": "stdout/stderr bytes kept in the result (each)",
+    "ssh.allow": "private addresses/hosts ssh jobs may connect to (as `http.allow`)",
+    "ssh.deny": "addresses/hosts ssh jobs may never connect to",
     "http.allow": "private addresses/hosts the SSRF guard lets through",
     "http.deny": "addresses/hosts always refused", "http.timeout": "default request timeout",
     "http.max_body_bytes": "response bytes kept in the result", "http.max_redirects": "redirects followed",

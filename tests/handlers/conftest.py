@@ -275,7 +275,9 @@ class SshPeer:
     connections: list[asyncssh.SSHServerConnection]
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        return {"known_hosts": self.known_hosts_file, "client_keys": [self.client_key_file], **overrides}
+        # The peer is on loopback, which the ssh address policy refuses unless allowed.
+        return {"known_hosts": self.known_hosts_file, "client_keys": [self.client_key_file],
+                "allow": ["127.0.0.1"], **overrides}
 
 
 async def _run_through_shell(process: asyncssh.SSHServerProcess[bytes]) -> None:
