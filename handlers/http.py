@@ -33,7 +33,7 @@ from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError, RetryAfter
-from handlers.args import ArgsModel, Templated, args_of
+from handlers.args import ArgsModel, Templated, args_of, check_secret_target
 from handlers.ssrf import SCHEMES, AddressPolicy, GuardedResolver
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -152,6 +152,7 @@ async def http_request(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     client = await ctx.resources.get(http_client)
     seconds = args.timeout / 1000 if args.timeout is not None else ctx.config.http.timeout
     exchange = _Exchange(client, ctx, args, _request_headers(job, args))
+    check_secret_target(ctx, job.kind, exchange.url.raw_host or "")  # before any connection
     try:
         async with asyncio.timeout(seconds):
             return await exchange.run()

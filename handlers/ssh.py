@@ -38,7 +38,7 @@ from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.shell import render_shell
 from engine.core.templating import render
-from handlers.args import ArgsModel, InvalidArgsError, Templated, validate_rendered
+from handlers.args import ArgsModel, InvalidArgsError, Templated, check_secret_target, validate_rendered
 from handlers.ssrf import AddressPolicy, SsrfRefusedError
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")
@@ -111,6 +111,7 @@ async def run_command(job: Job, ctx: HandlerContext) -> dict[str, Any]:
         {"exitCode": 0, "stdout": "restarted\\n", "stderr": ""}
     """
     args = render_args(job, ctx.scope)
+    check_secret_target(ctx, job.kind, args.host)  # before connecting
     settings = ctx.config.ssh
     username = args.username or settings.username
     seconds = args.timeout / 1000 if args.timeout is not None else settings.command_timeout

@@ -51,6 +51,22 @@ class Section(BaseModel):
 Duration = float
 
 
+class SecretScope(Section):
+    """Where a secret may be used (``[secrets.NAME]``): ``kinds`` (None: any) and ``hosts``,
+    the URL hosts of http jobs and the hosts of ssh jobs (``*.example.com`` for subdomains).
+    ``hosts`` without ``kinds`` means ``kinds = ["http", "ssh"]``: a secret bound to hosts
+    must not leave through a kind that has none (a mail body, a log line)."""
+
+    kinds: list[str] | None = None
+    hosts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _host_kinds(self) -> SecretScope:
+        if self.hosts is not None and self.kinds is None:
+            return self.model_copy(update={"kinds": ["http", "ssh"]})
+        return self
+
+
 class QueueConfig(Section):
     concurrency: int = Field(10, ge=1, le=10_000)
     rate_limit: str | None = None
@@ -158,7 +174,8 @@ class Config(Section):
     schema_name: str = Field("jobengine", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     node_name: str | None = None
     modules: list[str] = []
-    secrets: list[str] = []
+    # ``secrets = ["A", "B"]`` (usable anywhere) or ``[secrets.A] hosts = [...], kinds = [...]``.
+    secrets: dict[str, SecretScope] = {}
     queues: dict[str, QueueConfig] = {}
     poll_interval: Duration = 1.0
     shutdown_grace: Duration = 15.0
@@ -183,6 +200,13 @@ class Config(Section):
     @classmethod
     def _durations(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return {name: {} for name in value}
+        return value
 
     @model_validator(mode="after")
     def _unique_cron_names(self) -> Config:

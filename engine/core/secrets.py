@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
+
+from engine.core.outcomes import PermanentError
 
 REDACTED = "***"
 # Values shorter than this would redact ordinary words; they are still usable but
@@ -17,6 +19,29 @@ class SecretValueInArgsError(ValueError):
     """A job's data contains a secret's literal value instead of its placeholder."""
 
 
+class SecretScopeError(PermanentError):
+    """A job uses a secret where its scope (``[secrets.NAME]`` kinds and hosts) does not allow it."""
+
+
+class Scope(Protocol):
+    """Where a secret may be used (``engine.core.config.SecretScope``)."""
+
+    @property
+    def kinds(self) -> list[str] | None: ...
+
+    @property
+    def hosts(self) -> list[str] | None: ...
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """``api.example.com`` matches itself; ``*.example.com`` its subdomains. Case and a
+    trailing dot do not matter."""
+    host, pattern = host.strip("[]").rstrip(".").lower(), pattern.strip("[]").rstrip(".").lower()
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
 class Secrets:
     """The declared secrets and their values.
 
@@ -26,17 +51,22 @@ class Secrets:
         secrets.redact({"auth": "Bearer s3cr3t-value"})   # {'auth': 'Bearer ***'}
     """
 
-    def __init__(self, values: Mapping[str, str], *, declared: Iterable[str] = ()) -> None:
+    def __init__(self, values: Mapping[str, str], *, declared: Iterable[str] = (),
+                 scopes: Mapping[str, Scope] | None = None) -> None:
         self._values = dict(values)
+        self._scopes = {name: scope for name, scope in (scopes or {}).items()
+                        if scope.kinds is not None or scope.hosts is not None}
         # Declared names, set in the environment or not: a reference to one is a secret use.
         self.declared = frozenset(declared) | frozenset(self._values)
         # Longest first so a secret containing another is redacted whole.
         self._needles = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
 
     @classmethod
-    def from_env(cls, names: Iterable[str], env: Mapping[str, str] | None = None) -> Secrets:
+    def from_env(cls, names: Iterable[str] | Mapping[str, Scope], env: Mapping[str, str] | None = None) -> Secrets:
         """Read each named secret from ``env`` (default ``os.environ``); missing ones are
-        simply unavailable (a job using one fails naming it)."""
+        simply unavailable (a job using one fails naming it). ``names`` may map each name to
+        its scope (``Config.secrets``)."""
+        scopes = names if isinstance(names, Mapping) else None
         env = os.environ if env is None else env
         names = list(names)
         values = {}
@@ -47,7 +77,7 @@ class Secrets:
             if len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters")
             values[name] = value
-        return cls(values, declared=names)
+        return cls(values, declared=names, scopes=scopes)
 
     @property
     def names(self) -> list[str]:
@@ -59,6 +89,22 @@ class Secrets:
         if name.startswith("secrets."):
             return name.removeprefix("secrets.")
         return name if name in self.declared else None
+
+    def check_use(self, names: Iterable[str], kind: str, host: str | None = None) -> None:
+        """Refuse using the secrets ``names`` in a job of ``kind`` (sending them to ``host``)
+        outside their declared scope; raises :class:`SecretScopeError` naming secret and target."""
+        for name in sorted(names):
+            scope = self._scopes.get(name)
+            if scope is None:
+                continue
+            if scope.kinds is not None and kind not in scope.kinds:
+                raise SecretScopeError(
+                    f"secret {name} may not be used by a {kind} job (its kinds: {', '.join(scope.kinds) or 'none'})"
+                )
+            if host is not None and scope.hosts is not None and not any(host_matches(host, p) for p in scope.hosts):
+                raise SecretScopeError(
+                    f"secret {name} may not be sent to {host} (its hosts: {', '.join(scope.hosts) or 'none'})"
+                )
 
     def get(self, name: str) -> str | None:
         return self._values.get(name)

@@ -24,7 +24,7 @@ from engine.core.job import Job
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
-from engine.core.templating import build_scope, render
+from engine.core.templating import Scope, build_scope, render
 from engine.insert.followups import Followups
 
 MAX_ERROR_CHARS = 2_000
@@ -96,6 +96,8 @@ class Executor:
                     return verdict
                 if spec.render_args:
                     args = _render(args, context.scope)
+                    if isinstance(context.scope, Scope):  # a secret's scope may exclude this kind
+                        self.secrets.check_use(context.scope.secret_names, job.kind)
             if spec.render_args and spec.args_model is not None:
                 args = _validate(spec, args)
             view = job if args is job.args else replace(job, args=args)

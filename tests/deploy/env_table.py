@@ -31,6 +31,8 @@ DESCRIPTIONS = {
     "node_name": "this process's name in `nodes` and `attempted_by` (default `host.pid.random`)",
     "modules": "modules imported at start-up so their `@handler`s register",
     "secrets": "environment variables usable as `{{NAME}}` placeholders",
+    "secrets.<name>.kinds": "job kinds that may use this secret (`secrets = [\"A\"]` declares it for all)",
+    "secrets.<name>.hosts": "URL hosts (http) and hosts (ssh) this secret may be sent to; refused elsewhere",
     "queues.<name>.concurrency": "jobs of this queue one process runs at once",
     "queues.<name>.rate_limit": "at most N job starts per window, e.g. `100/min`",
     "queues.<name>.global_limit": "jobs of this queue running at once across all processes",
@@ -129,6 +131,8 @@ def _fields(model: type[BaseModel], key: str, variable: str) -> Iterator[Row]:
             yield from _fields(annotation, f"{dotted}.", f"{env}__")
         elif typing.get_origin(annotation) is dict and isinstance(value_args[1], type) \
                 and issubclass(value_args[1], BaseModel):
+            if dotted in DESCRIPTIONS:  # also settable whole (secrets = ["A", "B"])
+                yield Row(env, dotted, "JSON list or object", "`[]`", DESCRIPTIONS[dotted])
             yield from _fields(value_args[1], f"{dotted}.<name>.", f"{env}__<NAME>__")
         else:
             description = info.description or DESCRIPTIONS.get(dotted, "")

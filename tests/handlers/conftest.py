@@ -94,10 +94,12 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
     """``make_harness(smtp={...}, http={...}, secrets={"NAME": "value"})``."""
     made: list[Harness] = []
 
-    def make(secrets: dict[str, str] | None = None, **settings: Any) -> Harness:
+    def make(secrets: dict[str, str] | None = None, secret_scopes: dict[str, Any] | None = None,
+             **settings: Any) -> Harness:
         settings.setdefault("base_dir", REPO / "config")
-        settings["secrets"] = sorted(secrets or {})
-        harness = Harness(build_config(settings), Secrets(secrets or {}))
+        settings["secrets"] = {name: (secret_scopes or {}).get(name, {}) for name in sorted(secrets or {})}
+        config = build_config(settings)
+        harness = Harness(config, Secrets(secrets or {}, scopes=config.secrets))
         made.append(harness)
         return harness
 
