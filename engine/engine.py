@@ -24,6 +24,7 @@ from engine.core.context import Resources
 from engine.core.documents import parse_document
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
+from engine.core.logs import LOG_REDACTION
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
@@ -63,6 +64,9 @@ class Engine:
         self.registry = registry or default_registry
         self._import_modules()
         self.secrets = Secrets.from_env(self.config.secrets, env)
+        # Log lines are scrubbed of these too: the SMTP password and the dashboard tokens.
+        self._log_secrets = self.secrets.with_values(_operational_secrets(self.config, env))
+        LOG_REDACTION.add(self._log_secrets)
         self.node = self.config.node_name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.events = Events()
         self.inserter = Inserter(self.registry, self.secrets)
@@ -355,3 +359,10 @@ class Engine:
     async def cron_list(self) -> list[CronStatus]:
         """Every cron entry with its next runs (local and UTC) and last run's outcome."""
         return await self._cron.list()
+
+
+def _operational_secrets(config: Config, env: Mapping[str, str] | None) -> dict[str, str | None]:
+    env = os.environ if env is None else env
+    smtp_password = env.get(config.smtp.password_env) if config.smtp.password_env else None
+    return {"[smtp] password": smtp_password, "[dashboard].token": config.dashboard.token,
+            "[dashboard].readonly_token": config.dashboard.readonly_token}

@@ -65,6 +65,18 @@ def check_secret_target(ctx: HandlerContext, kind: str, host: str) -> None:
         ctx.secrets.check_use(ctx.scope.secret_names, kind, host)
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: whole (repr'd) or, when longer than ``limit``, only its
+    length. Never a cut value: redaction matches whole secrets, and a cut one would slip through.
+
+    Example::
+
+        shown("db-01")      # "'db-01'"
+        shown("x" * 500)    # 'a 500-character value'
+    """
+    return repr(value) if len(value) <= limit else f"a {len(value)}-character value"
+
+
 class InvalidArgsError(PermanentError):
     """A job's args are invalid once rendered; the message names each bad field."""
 

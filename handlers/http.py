@@ -33,7 +33,7 @@ from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError, RetryAfter
-from handlers.args import ArgsModel, Templated, args_of, check_secret_target
+from handlers.args import ArgsModel, Templated, args_of, check_secret_target, shown
 from handlers.ssrf import SCHEMES, AddressPolicy, GuardedResolver
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -73,7 +73,7 @@ def _url(value: str) -> str:
 
 def _header_name(value: str) -> str:
     if not HEADER_NAME.match(value):
-        raise ValueError(f"{value[:60]!r} is not a valid header name")
+        raise ValueError(f"{shown(value, 60)} is not a valid header name")
     return value
 
 
@@ -204,7 +204,7 @@ class _Exchange:
         try:
             target = self.url.join(URL(location))
         except ValueError:
-            raise PermanentError(f"redirect to an invalid Location {location[:200]!r}") from None
+            raise PermanentError(f"redirect to an invalid Location {shown(location, 200)}") from None
         self.client.policy.check_url(target)
         if status == 303 or (status in (301, 302) and self.method == "POST"):
             # What browsers (and aiohttp) do: the follow-up is a GET without a body.
@@ -236,7 +236,8 @@ class _Exchange:
                 "body": _decode(response, raw, truncated),
                 "truncated": truncated,
             }
-        snippet = raw[:ERROR_SNIPPET].decode("utf-8", "replace")
+        # Redacted whole, then cut: a secret cut in two would no longer match the redaction.
+        snippet = self.ctx.secrets.redact_text(raw.decode("utf-8", "replace"))[:ERROR_SNIPPET]
         message = f"{self.method} {_safe(self.url)} returned {status} {response.reason or ''}: {snippet}"
         message = message.strip()
         if status in RETRYABLE_STATUS or status >= 500:

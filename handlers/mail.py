@@ -32,7 +32,7 @@ from engine.core.config import Config, SmtpConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.args import ArgsModel, Templated, args_of
+from handlers.args import ArgsModel, Templated, args_of, shown
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -53,7 +53,7 @@ def _mailbox(value: str) -> str:
     _no_line_breaks(value)
     name, addr = parseaddr(value)
     if not ADDRESS.match(addr):
-        raise ValueError(f"{value[:80]!r} is not an email address")
+        raise ValueError(f"{shown(value)} is not an email address")
     return formataddr((name, addr))
 
 
@@ -74,7 +74,7 @@ def _mailbox_list(value: Any) -> Any:
 
 def _template_name(value: str) -> str:
     if not TEMPLATE_NAME.match(value):
-        raise ValueError(f"{value[:80]!r} is not a template name (letters, digits, _ . -; no paths)")
+        raise ValueError(f"{shown(value)} is not a template name (letters, digits, _ . -; no paths)")
     return value
 
 

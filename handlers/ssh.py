@@ -38,7 +38,7 @@ from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.shell import render_shell
 from engine.core.templating import render
-from handlers.args import ArgsModel, InvalidArgsError, Templated, check_secret_target, validate_rendered
+from handlers.args import ArgsModel, InvalidArgsError, Templated, check_secret_target, shown, validate_rendered
 from handlers.ssrf import AddressPolicy, SsrfRefusedError
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")
@@ -70,13 +70,13 @@ class HostKeyChangedError(PermanentError):
 
 def _host(value: str) -> str:
     if not HOST.match(value) or value.startswith("-"):
-        raise ValueError(f"{value[:80]!r} is not a host name or address")
+        raise ValueError(f"{shown(value)} is not a host name or address")
     return value
 
 
 def _username(value: str) -> str:
     if not USERNAME.match(value):
-        raise ValueError(f"{value[:80]!r} is not a user name")
+        raise ValueError(f"{shown(value)} is not a user name")
     return value
 
 

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 from engine.core.outcomes import PermanentError
 
@@ -17,6 +20,29 @@ MIN_SECRET_LENGTH = 4
 
 class SecretValueInArgsError(ValueError):
     """A job's data contains a secret's literal value instead of its placeholder."""
+
+
+def variants(secret: str) -> set[str]:
+    """The forms a secret takes on its way into text: as is, JSON-escaped (once and twice),
+    repr()'d, backslash-escaped and URL-encoded. Redaction matches each, ignoring case (yarl
+    lower-cases host names), so no variant survives to be shortened or shown.
+
+    Example::
+
+        variants('a"b')   # {'a"b', 'a\\"b', 'a\\\\\\"b', 'a%22b', ...}
+    """
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret, escaped, json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(escaped)[1:-1],
+        repr(secret)[1:-1], secret.encode("unicode_escape").decode("ascii"),
+        quote(secret, safe=""), quote_plus(secret), quote(secret, safe="/:@!$&'()*+,;="),
+    }
+    return {form for form in forms if form}
+
+
+def _pattern(forms: Iterable[str]) -> re.Pattern[str] | None:
+    ordered = sorted(set(forms), key=len, reverse=True)  # longest first: a secret holding another goes whole
+    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE) if ordered else None
 
 
 class SecretScopeError(PermanentError):
@@ -58,8 +84,9 @@ class Secrets:
                         if scope.kinds is not None or scope.hosts is not None}
         # Declared names, set in the environment or not: a reference to one is a secret use.
         self.declared = frozenset(declared) | frozenset(self._values)
-        # Longest first so a secret containing another is redacted whole.
         self._needles = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
+        self._each = {name: _pattern(variants(value)) for name, value in self._values.items() if value}
+        self._all = _pattern(form for value in self._needles for form in variants(value))
 
     @classmethod
     def from_env(cls, names: Iterable[str] | Mapping[str, Scope], env: Mapping[str, str] | None = None) -> Secrets:
@@ -78,6 +105,10 @@ class Secrets:
                 raise ValueError(f"secret {name} is shorter than {MIN_SECRET_LENGTH} characters")
             values[name] = value
         return cls(values, declared=names, scopes=scopes)
+
+    def with_values(self, extra: Mapping[str, str | None]) -> Secrets:
+        """These secrets plus ``extra`` (name -> value; None skipped), for redaction only."""
+        return Secrets({**self._values, **{name: value for name, value in extra.items() if value}})
 
     @property
     def names(self) -> list[str]:
@@ -110,10 +141,8 @@ class Secrets:
         return self._values.get(name)
 
     def redact_text(self, text: str) -> str:
-        for needle in self._needles:
-            if needle in text:
-                text = text.replace(needle, REDACTED)
-        return text
+        """``text`` with every variant of every secret replaced by ``***``; shorten only after this."""
+        return text if self._all is None else self._all.sub(REDACTED, text)
 
     def redact(self, value: Any) -> Any:
         """A copy of ``value`` (JSON-like) with every secret value replaced by ``***``."""
@@ -135,8 +164,8 @@ class Secrets:
         if redacted == value:
             return None
         text = repr(value)
-        for name, secret in self._values.items():
-            if secret and secret in text:
+        for name, pattern in self._each.items():
+            if pattern is not None and pattern.search(text):
                 return name
         return "?"
 

@@ -180,3 +180,20 @@ async def test_a_rendered_value_that_looks_like_a_placeholder_is_not_a_url(make_
     # Rendering is one pass: {{other}} arrives as text, and the run-time check refuses it.
     with pytest.raises(PermanentError, match="url"):
         await local(make_harness).run("http", {"url": "{{u}}"}, vars={"u": "{{other}}"})
+
+
+LONG_SECRET = 'Tok"en\\with-Quotes/and?Amp&=' + "Z9" * 20
+
+
+def _fragments(secret: str, size: int = 10) -> list[str]:
+    return [secret[i:i + size] for i in range(len(secret) - size)]
+
+
+async def test_a_rejected_response_snippet_is_redacted_before_it_is_cut(make_harness, http_peer) -> None:
+    harness = make_harness(http={"allow": ["127.0.0.1"]}, secrets={"T": LONG_SECRET})
+    args = {"method": "POST", "url": http_peer.url("/echo"), "body": "{{T}}", "expectedStatus": 201,
+            "headers": {"X-Pad": "p" * 180}}
+    with pytest.raises(Exception, match="returned 200") as caught:
+        await harness.run("http", args)
+    message = harness.secrets.redact_text(str(caught.value))  # what the executor stores
+    assert not any(frag in message for frag in _fragments(LONG_SECRET) + _fragments(json.dumps(LONG_SECRET)[1:-1]))
