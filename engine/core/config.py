@@ -3,6 +3,7 @@ validated once into a frozen object. Unknown keys are errors that name the key."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -42,6 +43,22 @@ def parse_rate(value: str) -> tuple[int, float]:
     if not match:
         raise ValueError(f"invalid rate limit {value!r}: use e.g. '100/min', '10/s', '500/hour'")
     return int(match.group(1)), float(RATE_UNITS[match.group(2)])
+
+
+@functools.lru_cache(maxsize=1024)  # the inserter asks for every row's queue
+def path_segment_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a queue or cron entry name, or None. Names become URL path
+    segments of dashboard actions (``/queues/<name>/pause``): a ``/`` or a dot-segment would
+    make a button act on another object."""
+    if not name or len(name) > 128:
+        return "must be 1-128 characters"
+    if "/" in name or "\\" in name:
+        return "must not contain / or \\"
+    if name.strip(".") == "" or ".." in name:
+        return "must not contain '..' or be only dots"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
+        return "must not contain control characters"
+    return None
 
 
 class Section(BaseModel):
@@ -210,6 +227,10 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _unique_cron_names(self) -> Config:
+        for what, name in [*(("queue", q) for q in self.queues), *(("cron entry", e.name) for e in self.cron)]:
+            problem = path_segment_problem(name)
+            if problem:
+                raise ValueError(f"{what} name {name!r} {problem}")
         names = [entry.name for entry in self.cron]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.core.config import path_segment_problem
 from engine.core.errors import EnqueueError
 from engine.core.job import JOB_OPTIONS, JobSpec
 from engine.core.registry import Registry
@@ -84,6 +85,9 @@ class Inserter:
         self.secrets.check_not_present(spec.args, "args")
         self._check_secret_kinds(spec)
         queue = spec.queue or handler.queue
+        problem = path_segment_problem(queue)
+        if problem:
+            raise EnqueueError(f"queue name {queue!r} {problem}")
         row = InsertRow(
             queue=queue,
             kind=spec.kind,
