@@ -109,6 +109,9 @@ class SmtpConfig(Section):
     timeout: Duration = 30.0
     validate_certs: bool = True
     ca_file: str | None = None
+    # With a username, the password is sent only over TLS (use_tls, or STARTTLS, then
+    # required) unless this says a plain connection is acceptable (a trusted local relay).
+    allow_plaintext_auth: bool = False
 
 
 class SshConfig(Section):

@@ -50,6 +50,8 @@ DESCRIPTIONS = {
     "smtp.password_env": "name of the environment variable holding the SMTP password",
     "smtp.from": "default sender", "smtp.timeout": "SMTP connect/command timeout",
     "smtp.validate_certs": "verify the server's certificate", "smtp.ca_file": "CA bundle for the SMTP server",
+    "smtp.allow_plaintext_auth": "with `username`, allow logging in over a connection that is not TLS "
+                                 "(default: STARTTLS or implicit TLS required)",
     "ssh.known_hosts": "known_hosts file (unset: `~/.ssh/known_hosts`); host keys are always verified",
     "ssh.client_keys": "private key files", "ssh.username": "default SSH user",
     "ssh.connect_timeout": "SSH connect timeout", "ssh.keepalive": "keepalive interval of pooled connections",
