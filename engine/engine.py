@@ -41,6 +41,7 @@ from engine.queues.executor import Executor
 from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 from handlers.builtin import register_builtin
+from handlers.mail import default_sender
 
 log = structlog.get_logger("jobengine")
 
@@ -116,6 +117,9 @@ class Engine:
             assert self.store is not None
             self.cron = CronStore(self.store, self.inserter, self.cron_entries)
             if self.processing:
+                if not self.config.smtp.from_:
+                    log.info("mail without a 'from' is sent as the default sender; set [smtp].from to change it",
+                             sender=default_sender())
                 self.supervisor = NodeSupervisor(self.config, self.store, self.executor, self.cron, node=self.node)
                 await self.supervisor.start()
         except BaseException:

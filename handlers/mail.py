@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.policy
 import os
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -143,15 +144,20 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     """
     args = args_of(job, MailArgs)  # validated by the executor, once rendered
     text, html = render_bodies(await ctx.resources.get(mail_templates), args)
-    sender = args.from_ or ctx.config.smtp.from_
-    if not sender:
-        raise PermanentError("mail has no sender: set [smtp].from in the config or 'from' in the job")
+    sender = args.from_ or ctx.config.smtp.from_ or default_sender()
     message = build_message(job, ctx.config, args, _mailbox(sender), text, html)
     recipients = _unique(parseaddr(a)[1] for a in [*args.to, *args.cc, *args.bcc])
     refused = await deliver(ctx.config.smtp, message, parseaddr(sender)[1], recipients)
     accepted = [r for r in recipients if r not in refused]
     ctx.logger.info("mail sent", job_id=job.id, accepted=len(accepted), refused=len(refused))
     return {"messageId": message["Message-ID"], "accepted": accepted, "refused": refused}
+
+
+def default_sender() -> str:
+    """``jobengine@<hostname>``: the sender of mail with neither a ``from`` nor ``[smtp].from``
+    (what cron and Django do), so a failure notification is never dropped for want of one."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.getfqdn() or socket.gethostname()).strip(".-")
+    return f"jobengine@{host or 'localhost'}"
 
 
 def render_bodies(env: jinja2.Environment, args: MailArgs) -> tuple[str | None, str | None]:

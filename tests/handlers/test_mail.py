@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import MailArgs, MailDeliveryError, build_message
+from handlers.mail import MailArgs, MailDeliveryError, build_message, default_sender
 from tests.handlers.conftest import SmtpPeer
 
 GAME_UPDATE = {
@@ -225,3 +225,13 @@ async def test_unicode_line_separators_in_headers_are_refused(make_harness, smtp
         await harness.run("mail", {"to": "a@x.test", "subject": "{{v}}", "text": "t"},
                           vars={"v": f"hi{separator}Bcc: evil@x"})
     assert smtp_peer.messages == []
+
+
+async def test_mail_without_a_sender_uses_the_default_one(make_harness, smtp_peer) -> None:
+    settings = smtp_settings(smtp_peer)
+    del settings["from"]
+    harness = make_harness(smtp=settings)
+    result = await harness.run("mail", {"to": "ops@example.com", "subject": "job failed", "text": "t"})
+    assert result["accepted"] == ["ops@example.com"]
+    assert smtp_peer.messages[0].mail_from == default_sender()
+    assert default_sender().startswith("jobengine@") and " " not in default_sender()
