@@ -32,6 +32,7 @@ from engine.core.documents import classify_payload, loads_document_text
 from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
+from engine.db.embedded import EmbeddedPostgresError
 from engine.engine import Engine
 from engine.web.server import serve_unless_busy
 
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = COMMANDS[args.command]
     try:
         code = anyio.run(command, config, args)
-    except (ConfigError, EnqueueError, ValueError, ImportError) as exc:
+    except (ConfigError, EnqueueError, EmbeddedPostgresError, ValueError, ImportError) as exc:
         sys.exit(f"jobengine: {exc}")
     except KeyboardInterrupt:
         code = 130

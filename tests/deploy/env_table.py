@@ -48,7 +48,8 @@ DESCRIPTIONS = {
     "smtp.start_tls": "upgrade with STARTTLS (unset: when the server offers it)",
     "smtp.use_tls": "implicit TLS (port 465)", "smtp.username": "SMTP login",
     "smtp.password_env": "name of the environment variable holding the SMTP password",
-    "smtp.from": "default sender (unset: `jobengine@<hostname>`, named at start-up)", "smtp.timeout": "SMTP connect/command timeout",
+    "smtp.from": "default sender (unset: `jobengine@<hostname>`, named at start-up)",
+    "smtp.timeout": "SMTP connect/command timeout",
     "smtp.validate_certs": "verify the server's certificate", "smtp.ca_file": "CA bundle for the SMTP server",
     "smtp.allow_plaintext_auth": "with `username`, allow logging in over a connection that is not TLS "
                                  "(default: STARTTLS or implicit TLS required)",
