@@ -87,6 +87,9 @@ class Secrets:
         self._needles = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
         self._each = {name: _pattern(variants(value)) for name, value in self._values.items() if value}
         self._all = _pattern(form for value in self._needles for form in variants(value))
+        # Lower-cased forms for a quick "is any here at all?" test: most text holds none, and
+        # substring tests cost far less than the case-insensitive pattern.
+        self._lowered = tuple({form.lower() for value in self._needles for form in variants(value)})
 
     @classmethod
     def from_env(cls, names: Iterable[str] | Mapping[str, Scope], env: Mapping[str, str] | None = None) -> Secrets:
@@ -142,7 +145,13 @@ class Secrets:
 
     def redact_text(self, text: str) -> str:
         """``text`` with every variant of every secret replaced by ``***``; shorten only after this."""
-        return text if self._all is None else self._all.sub(REDACTED, text)
+        if self._all is None:
+            return text
+        if text.isascii():
+            lowered = text.lower()
+            if not any(form in lowered for form in self._lowered):
+                return text
+        return self._all.sub(REDACTED, text)
 
     def redact(self, value: Any) -> Any:
         """A copy of ``value`` (JSON-like) with every secret value replaced by ``***``."""
