@@ -99,7 +99,8 @@ def _normalize_network(net: IPNetwork) -> IPNetwork:
 
 
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo), if any."""
+    """The IPv4 address an IPv6 address stands for (mapped, IPv4-compatible, NAT64, 6to4,
+    Teredo), if any."""
     if ip.version != 6:
         return None
     assert isinstance(ip, ipaddress.IPv6Address)
@@ -111,6 +112,8 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
+    if 1 < int(ip) < 2**32:  # ::1.2.3.4, the deprecated IPv4-compatible form (:: and ::1 excepted)
+        return ipaddress.IPv4Address(int(ip))
     return None
 
 

@@ -126,6 +126,7 @@ def test_classify(address: str, reason: str | None) -> None:
     "http://[::ffff:101:101]/",
     "http://[64:ff9b::101:101]/",      # NAT64
     "http://[2002:101:101::1]/",       # 6to4
+    "http://[::1.1.1.1]/",             # IPv4-compatible (deprecated)
     "http://1.1.1.1/",
 ])
 def test_deny_matches_every_form_of_an_address(url: str) -> None:
