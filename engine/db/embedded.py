@@ -137,7 +137,7 @@ class EmbeddedPostgres:
     def _write_auth(self, user: pwd.struct_passwd | None) -> bool:
         """pg_hba.conf and pg_ident.conf: peer auth over the socket, for the server's own OS
         user and root only, mapped to the superuser. Returns True when either changed."""
-        server_user = user.pw_name if user else pwd.getpwuid(os.getuid()).pw_name
+        server_user = user.pw_name if user else _own_user_name()
         admitted = [server_user, *(["root"] if user is not None else [])]
         files = {
             "pg_hba.conf": "# Written by jobengine at each start: local peer auth only, no TCP.\n"
@@ -201,6 +201,16 @@ def _server_user() -> pwd.struct_passwd | None:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
                        check=True, capture_output=True)
         return pwd.getpwnam(SYSTEM_USER)
+
+
+def _own_user_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # an arbitrary container uid: peer auth (and initdb) need a passwd entry
+        raise EmbeddedPostgresError(
+            f"the embedded Postgres needs a user name for uid {os.getuid()} (no passwd entry); "
+            "add one, or set database_url"
+        ) from None
 
 
 def _check_reachable(user: pwd.struct_passwd, path: Path) -> None:
