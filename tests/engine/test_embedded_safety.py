@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from engine.db.embedded import BIN, SYSTEM_USER, EmbeddedPostgres, EmbeddedPostgresError
 
@@ -89,7 +90,9 @@ async def test_a_second_process_attaches_and_the_last_one_stops_the_server(base:
     await first.stop()
     assert (data_dir / "postmaster.pid").exists(), "another process still uses it"
     again = EmbeddedPostgres(data_dir)
-    assert await again.start() == url
+    with capture_logs() as logs:
+        assert await again.start() == url
+    assert [entry["event"] for entry in logs] == ["attached to the running embedded Postgres"]
     handles.write_text(f"[{os.getpid()}]")
     await again.stop()
     assert not (data_dir / "postmaster.pid").exists()
