@@ -24,6 +24,7 @@ from engine.core.context import Resources
 from engine.core.documents import parse_document
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
+from engine.core.logs import LOG_REDACTION
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
@@ -42,6 +43,7 @@ from engine.queues.inline import InlineRunner
 from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 from handlers.builtin import register_builtin
+from handlers.mail import default_sender
 
 log = structlog.get_logger("jobengine")
 
@@ -67,6 +69,9 @@ class Engine:
         self.registry = registry or default_registry
         self._import_modules()
         self.secrets = Secrets.from_env(self.config.secrets, env)
+        # Log lines are scrubbed of these too: the SMTP password and the dashboard tokens.
+        self._log_secrets = self.secrets.with_values(_operational_secrets(self.config, env))
+        LOG_REDACTION.add(self._log_secrets)
         self.node = self.config.node_name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.events = Events()
         self.inserter = Inserter(self.registry, self.secrets)
@@ -120,6 +125,9 @@ class Engine:
             assert self.store is not None
             self.cron = CronStore(self.store, self.inserter, self.cron_entries)
             if self.processing:
+                if not self.config.smtp.from_:
+                    log.info("mail without a 'from' is sent as the default sender; set [smtp].from to change it",
+                             sender=default_sender())
                 self.supervisor = NodeSupervisor(self.config, self.store, self.executor, self.cron, node=self.node)
                 await self.supervisor.start()
         except BaseException:
@@ -373,3 +381,10 @@ class Engine:
     async def cron_list(self) -> list[CronStatus]:
         """Every cron entry with its next runs (local and UTC) and last run's outcome."""
         return await self._cron.list()
+
+
+def _operational_secrets(config: Config, env: Mapping[str, str] | None) -> dict[str, str | None]:
+    env = os.environ if env is None else env
+    smtp_password = env.get(config.smtp.password_env) if config.smtp.password_env else None
+    return {"[smtp] password": smtp_password, "[dashboard].token": config.dashboard.token,
+            "[dashboard].readonly_token": config.dashboard.readonly_token}

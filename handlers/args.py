@@ -37,9 +37,11 @@ from pydantic import (
     WrapValidator,
 )
 
+from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.registry import RENDERED_CONTEXT, RENDERED_KEY
+from engine.core.templating import Scope
 
 __all__ = [
     "ArgsModel",
@@ -54,6 +56,25 @@ __all__ = [
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+
+
+def check_secret_target(ctx: HandlerContext, kind: str, host: str) -> None:
+    """Refuse sending the secrets this job's placeholders resolved to ``host`` when their
+    ``[secrets.NAME]`` scope does not list it (call it before connecting)."""
+    if isinstance(ctx.scope, Scope):
+        ctx.secrets.check_use(ctx.scope.secret_names, kind, host)
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: whole (repr'd) or, when longer than ``limit``, only its
+    length. Never a cut value: redaction matches whole secrets, and a cut one would slip through.
+
+    Example::
+
+        shown("db-01")      # "'db-01'"
+        shown("x" * 500)    # 'a 500-character value'
+    """
+    return repr(value) if len(value) <= limit else f"a {len(value)}-character value"
 
 
 class InvalidArgsError(PermanentError):

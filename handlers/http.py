@@ -33,7 +33,7 @@ from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError, RetryAfter
-from handlers.args import ArgsModel, Templated, args_of
+from handlers.args import ArgsModel, Templated, args_of, check_secret_target, shown
 from handlers.ssrf import SCHEMES, AddressPolicy, GuardedResolver
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -73,7 +73,7 @@ def _url(value: str) -> str:
 
 def _header_name(value: str) -> str:
     if not HEADER_NAME.match(value):
-        raise ValueError(f"{value[:60]!r} is not a valid header name")
+        raise ValueError(f"{shown(value, 60)} is not a valid header name")
     return value
 
 
@@ -152,6 +152,7 @@ async def http_request(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     client = await ctx.resources.get(http_client)
     seconds = args.timeout / 1000 if args.timeout is not None else ctx.config.http.timeout
     exchange = _Exchange(client, ctx, args, _request_headers(job, args))
+    check_secret_target(ctx, job.kind, exchange.url.raw_host or "")  # before any connection
     try:
         async with asyncio.timeout(seconds):
             return await exchange.run()
@@ -203,7 +204,7 @@ class _Exchange:
         try:
             target = self.url.join(URL(location))
         except ValueError:
-            raise PermanentError(f"redirect to an invalid Location {location[:200]!r}") from None
+            raise PermanentError(f"redirect to an invalid Location {shown(location, 200)}") from None
         self.client.policy.check_url(target)
         if status == 303 or (status in (301, 302) and self.method == "POST"):
             # What browsers (and aiohttp) do: the follow-up is a GET without a body.
@@ -211,6 +212,13 @@ class _Exchange:
             self.body = None
             self.headers.popall("Content-Type", None)
         if (target.scheme, target.host, target.port) != (self.url.scheme, self.url.host, self.url.port):
+            if self.body is not None:
+                # A 307/308 (or a 301/302 of a PUT) keeps the body, and the body may hold
+                # rendered secrets: it never goes to an origin the job did not name.
+                raise PermanentError(
+                    f"{self.method} {_safe(self.url)}: the {status} redirect to another origin "
+                    f"({target.scheme}://{target.host}:{target.port}) would re-send the request body; refused"
+                )
             for name in list(self.headers):
                 if CREDENTIAL_HEADER.search(name) or self.ctx.secrets.contains_secret(self.headers[name]):
                     self.headers.popall(name, None)
@@ -228,7 +236,8 @@ class _Exchange:
                 "body": _decode(response, raw, truncated),
                 "truncated": truncated,
             }
-        snippet = raw[:ERROR_SNIPPET].decode("utf-8", "replace")
+        # Redacted whole, then cut: a secret cut in two would no longer match the redaction.
+        snippet = self.ctx.secrets.redact_text(raw.decode("utf-8", "replace"))[:ERROR_SNIPPET]
         message = f"{self.method} {_safe(self.url)} returned {status} {response.reason or ''}: {snippet}"
         message = message.strip()
         if status in RETRYABLE_STATUS or status >= 500:

@@ -25,6 +25,7 @@ from pydantic import Field
 from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
+from engine.core.logs import redact_processor
 from handlers.args import ArgsModel, Templated, args_of
 
 Level = Literal["debug", "info", "warn", "warning", "error", "critical", "fatal"]
@@ -87,6 +88,7 @@ async def job_logger(config: Config) -> AsyncIterator[Any]:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_processor,  # like every other log line
             renderer,
         ],
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 import email.policy
 import os
 import re
+import socket
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
@@ -32,7 +34,7 @@ from engine.core.config import Config, SmtpConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.args import ArgsModel, Templated, args_of
+from handlers.args import ArgsModel, Templated, args_of, shown
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -42,10 +44,16 @@ class MailDeliveryError(Exception):
     """A temporary SMTP failure (4xx reply, connection or timeout): the job is retried."""
 
 
+def has_line_break(value: str) -> bool:
+    """True for CR, LF and every other character Python splits lines at (U+2028, U+2029,
+    U+0085, VT, FF, ...): a header folded or re-encoded downstream could break at any."""
+    return "\r" in value or "\n" in value or len(f"a{value}a".splitlines()) > 1
+
+
 def _no_line_breaks(value: str) -> str:
-    # A CR or LF in a header value would start a new header (e.g. a hidden Bcc).
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain line breaks (CR/LF)")
+    # A line break in a header value would start a new header (e.g. a hidden Bcc).
+    if has_line_break(value):
+        raise ValueError("must not contain line breaks (CR/LF, U+2028, U+2029, U+0085, ...)")
     return value
 
 
@@ -53,7 +61,7 @@ def _mailbox(value: str) -> str:
     _no_line_breaks(value)
     name, addr = parseaddr(value)
     if not ADDRESS.match(addr):
-        raise ValueError(f"{value[:80]!r} is not an email address")
+        raise ValueError(f"{shown(value)} is not an email address")
     return formataddr((name, addr))
 
 
@@ -74,7 +82,7 @@ def _mailbox_list(value: Any) -> Any:
 
 def _template_name(value: str) -> str:
     if not TEMPLATE_NAME.match(value):
-        raise ValueError(f"{value[:80]!r} is not a template name (letters, digits, _ . -; no paths)")
+        raise ValueError(f"{shown(value)} is not a template name (letters, digits, _ . -; no paths)")
     return value
 
 
@@ -136,15 +144,20 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     """
     args = args_of(job, MailArgs)  # validated by the executor, once rendered
     text, html = render_bodies(await ctx.resources.get(mail_templates), args)
-    sender = args.from_ or ctx.config.smtp.from_
-    if not sender:
-        raise PermanentError("mail has no sender: set [smtp].from in the config or 'from' in the job")
+    sender = args.from_ or ctx.config.smtp.from_ or default_sender()
     message = build_message(job, ctx.config, args, _mailbox(sender), text, html)
     recipients = _unique(parseaddr(a)[1] for a in [*args.to, *args.cc, *args.bcc])
     refused = await deliver(ctx.config.smtp, message, parseaddr(sender)[1], recipients)
     accepted = [r for r in recipients if r not in refused]
     ctx.logger.info("mail sent", job_id=job.id, accepted=len(accepted), refused=len(refused))
     return {"messageId": message["Message-ID"], "accepted": accepted, "refused": refused}
+
+
+def default_sender() -> str:
+    """``jobengine@<hostname>``: the sender of mail with neither a ``from`` nor ``[smtp].from``
+    (what cron and Django do), so a failure notification is never dropped for want of one."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.getfqdn() or socket.gethostname()).strip(".-")
+    return f"jobengine@{host or 'localhost'}"
 
 
 def render_bodies(env: jinja2.Environment, args: MailArgs) -> tuple[str | None, str | None]:
@@ -191,7 +204,7 @@ def build_message(
     message = EmailMessage(policy=email.policy.SMTP)
     for name, value in headers.items():
         # Validation already refused these; checked again right where headers are made.
-        if "\r" in value or "\n" in value:
+        if has_line_break(value):
             raise PermanentError(f"mail header {name} contains a line break; nothing was sent")
         message[name] = value
     if text is not None:
@@ -207,6 +220,7 @@ async def deliver(
     smtp: SmtpConfig, message: EmailMessage, sender: str, recipients: list[str]
 ) -> dict[str, str]:
     """Send over SMTP; returns the refused recipients (code and reply) when some were accepted."""
+    start_tls = _start_tls(smtp)
     try:
         refused, _reply = await aiosmtplib.send(
             message,
@@ -217,7 +231,7 @@ async def deliver(
             username=smtp.username,
             password=_password(smtp),
             use_tls=smtp.use_tls,
-            start_tls=smtp.start_tls,
+            start_tls=start_tls,
             validate_certs=smtp.validate_certs,
             cert_bundle=smtp.ca_file,
             timeout=smtp.timeout,
@@ -232,8 +246,39 @@ async def deliver(
             raise PermanentError(f"SMTP server {smtp.host} refused: {exc.code} {exc.message}") from None
         raise MailDeliveryError(f"SMTP server {smtp.host} replied {exc.code} {exc.message}") from None
     except (aiosmtplib.SMTPException, OSError) as exc:
+        if _certificate_refused(exc):
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise PermanentError(f"SMTP server {smtp.host}:{smtp.port}: TLS certificate verification failed: "
+                                 f"{exc}; fix [smtp].ca_file or the server's certificate") from None
+        if start_tls and "STARTTLS" in str(exc) and "not supported" in str(exc):
+            raise PermanentError(f"SMTP server {smtp.host}:{smtp.port} does not offer STARTTLS, which sending "
+                                 "the password needs ([smtp].allow_plaintext_auth permits a plain login)") from None
         raise MailDeliveryError(f"SMTP delivery via {smtp.host}:{smtp.port} failed: {exc}") from None
     return {addr: f"{code} {text}" for addr, (code, text) in refused.items()}
+
+
+def _start_tls(smtp: SmtpConfig) -> bool | None:
+    """STARTTLS as configured, but required (never "if offered") when a password will be
+    sent, unless ``allow_plaintext_auth``; a plain connection with a login is refused."""
+    if smtp.username is None or smtp.use_tls or smtp.allow_plaintext_auth:
+        return smtp.start_tls
+    if smtp.start_tls is False:
+        raise PermanentError(
+            "[smtp].username is set but the connection is not TLS (start_tls = false, use_tls = false): "
+            "the password would travel in clear; enable TLS or set allow_plaintext_auth = true"
+        )
+    return True
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):  # aiosmtplib wraps the ssl error
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _password(smtp: SmtpConfig) -> str | None:

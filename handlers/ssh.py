@@ -10,14 +10,18 @@ its value as exactly one shell-quoted word (``engine.core.templating.render_shel
 can never start a second command. Host keys are always checked, against ``[ssh].known_hosts``
 or ``~/.ssh/known_hosts``: an unknown key and a changed key fail the job for good, each with
 its own message. On timeout the channel is closed (and the process signalled) so the remote
-command does not keep running.
+command does not keep running. The host passes the same address guard as http first
+(``[ssh].allow`` / ``deny``; private, loopback and metadata addresses need an allow entry), and
+the connection goes to the address that was checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -34,7 +38,8 @@ from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from engine.core.shell import render_shell
 from engine.core.templating import render
-from handlers.args import ArgsModel, InvalidArgsError, Templated, validate_rendered
+from handlers.args import ArgsModel, InvalidArgsError, Templated, check_secret_target, shown, validate_rendered
+from handlers.ssrf import AddressPolicy, SsrfRefusedError
 
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%-]{1,255}$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}$")
@@ -65,13 +70,13 @@ class HostKeyChangedError(PermanentError):
 
 def _host(value: str) -> str:
     if not HOST.match(value) or value.startswith("-"):
-        raise ValueError(f"{value[:80]!r} is not a host name or address")
+        raise ValueError(f"{shown(value)} is not a host name or address")
     return value
 
 
 def _username(value: str) -> str:
     if not USERNAME.match(value):
-        raise ValueError(f"{value[:80]!r} is not a user name")
+        raise ValueError(f"{shown(value)} is not a user name")
     return value
 
 
@@ -106,6 +111,7 @@ async def run_command(job: Job, ctx: HandlerContext) -> dict[str, Any]:
         {"exitCode": 0, "stdout": "restarted\\n", "stderr": ""}
     """
     args = render_args(job, ctx.scope)
+    check_secret_target(ctx, job.kind, args.host)  # before connecting
     settings = ctx.config.ssh
     username = args.username or settings.username
     seconds = args.timeout / 1000 if args.timeout is not None else settings.command_timeout
@@ -212,6 +218,7 @@ class SshPool:
 
     def __init__(self, settings: SshConfig) -> None:
         self._settings = settings
+        self._policy = AddressPolicy.from_lists(settings.allow, settings.deny, section="ssh")
         self._entries: dict[tuple[str, int, str | None], _Entry] = {}
         self._locks: dict[tuple[str, int, str | None], asyncio.Lock] = {}
 
@@ -243,14 +250,41 @@ class SshPool:
                 del self._entries[key]
                 entry.conn.close()
 
+    async def checked_address(self, host: str, port: int) -> str:
+        """The address to connect to for ``host``: the first one the address policy permits
+        (resolved here, so the address checked is the address connected to)."""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return self._check(host, literal)
+        self._policy.check_host_name(host)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise SshError(f"ssh host {host} cannot be resolved: {exc}") from None
+        first_refusal: SsrfRefusedError | None = None
+        for info in infos:
+            try:
+                return self._check(host, ipaddress.ip_address(info[4][0]))
+            except SsrfRefusedError as exc:
+                first_refusal = first_refusal or exc
+        raise first_refusal or SshError(f"ssh host {host} has no address")
+
+    def _check(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        self._policy.check_address(host, ip)
+        return str(ip)
+
     async def _connect(self, host: str, port: int, username: str | None) -> asyncssh.SSHClientConnection:
-        probe = KnownHostsProbe(_known_hosts(self._settings))
+        address = await self.checked_address(host, port)
+        probe = KnownHostsProbe(_known_hosts(self._settings), host)
         options: dict[str, Any] = {"username": username} if username else {}
         if self._settings.client_keys:
             options["client_keys"] = self._settings.client_keys
         try:
             return await asyncssh.connect(
-                host, port, known_hosts=probe, connect_timeout=self._settings.connect_timeout,
+                address, port, known_hosts=probe, connect_timeout=self._settings.connect_timeout,
                 keepalive_interval=self._settings.keepalive, **options,
             )
         except asyncssh.HostKeyNotVerifiable:
@@ -293,12 +327,13 @@ class KnownHostsProbe:
     """Passed to asyncssh as ``known_hosts``: matches like the file would, and remembers
     whether the host had any trusted key, which tells "unknown" from "changed"."""
 
-    def __init__(self, source: str | asyncssh.SSHKnownHosts) -> None:
+    def __init__(self, source: str | asyncssh.SSHKnownHosts, host: str | None = None) -> None:
         self._source = source
+        self._host = host  # the name the job gave: we connect to its checked address instead
         self.had_keys = False
 
     def __call__(self, host: str, addr: str, port: int | None) -> Any:
-        result = asyncssh.match_known_hosts(self._source, host, addr, port)
+        result = asyncssh.match_known_hosts(self._source, self._host or host, addr, port)
         self.had_keys = bool(result[0] or result[1])  # trusted host keys or CA keys
         return result
 

@@ -3,7 +3,12 @@
 Private, loopback, link-local, multicast, reserved, unspecified, CGNAT and cloud-metadata
 addresses are refused unless ``[http].allow`` lists them (a CIDR or an IP) or the host name
 (``api.internal``, ``*.internal``); ``[http].deny`` entries are refused always. Metadata
-addresses (169.254.169.254, fd00:ec2::254) pass only when allow-listed by address.
+addresses (169.254.169.254, fd00:ec2::254, ...) pass only when allow-listed by their own
+address: a CIDR that contains one does not open it.
+
+Addresses and list entries are normalised before matching: an IPv6 form of an IPv4 address
+(``::ffff:1.1.1.1``, NAT64, 6to4, Teredo) matches as that IPv4 address, and a zone
+(``%eth0``) is dropped, so ``deny = ["1.1.1.1"]`` also refuses ``[::ffff:1.1.1.1]``.
 
 Host names are checked where they are resolved, inside the connector's resolver
 (:class:`GuardedResolver`), so the address checked is the address connected to: a DNS
@@ -35,7 +40,12 @@ from engine.core.outcomes import PermanentError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SCHEMES = frozenset({"http", "https"})
-METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+METADATA = frozenset(ipaddress.ip_address(address) for address in (
+    "169.254.169.254",   # AWS, GCP, Azure, OpenStack, DigitalOcean, ...
+    "fd00:ec2::254",     # AWS over IPv6
+    "169.254.170.2",     # AWS ECS task metadata and credentials
+    "100.100.100.200",   # Alibaba Cloud
+))
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$", re.IGNORECASE)
@@ -66,8 +76,31 @@ def classify(ip: IPAddress) -> str | None:
     return next((reason for reason, hit in checks if hit), None)
 
 
+def normalize(ip: IPAddress) -> IPAddress:
+    """The address ``ip`` stands for: an IPv4 address written as IPv6 becomes that IPv4
+    address, and an IPv6 zone (``%eth0``) is dropped.
+
+    Example::
+
+        normalize(ip_address("::ffff:1.1.1.1"))   # IPv4Address('1.1.1.1')
+    """
+    if ip.version == 4:
+        return ip
+    plain = ipaddress.IPv6Address(int(ip))  # without the scope id
+    return _embedded_ipv4(plain) or plain
+
+
+def _normalize_network(net: IPNetwork) -> IPNetwork:
+    if net.version == 6 and net.prefixlen >= 96 and net.network_address.ipv4_mapped is not None:
+        assert isinstance(net.network_address, ipaddress.IPv6Address)
+        mapped = net.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}", strict=False)
+    return net
+
+
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo), if any."""
+    """The IPv4 address an IPv6 address stands for (mapped, IPv4-compatible, NAT64, 6to4,
+    Teredo), if any."""
     if ip.version != 6:
         return None
     assert isinstance(ip, ipaddress.IPv6Address)
@@ -79,6 +112,8 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
+    if 1 < int(ip) < 2**32:  # ::1.2.3.4, the deprecated IPv4-compatible form (:: and ::1 excepted)
+        return ipaddress.IPv4Address(int(ip))
     return None
 
 
@@ -97,33 +132,40 @@ class AddressPolicy:
     allow_hosts: tuple[str, ...] = ()
     deny_networks: tuple[IPNetwork, ...] = ()
     deny_hosts: tuple[str, ...] = ()
+    section: str = "http"  # the config section named in refusals
 
     @classmethod
-    def from_lists(cls, allow: Iterable[str], deny: Iterable[str]) -> AddressPolicy:
+    def from_lists(cls, allow: Iterable[str], deny: Iterable[str], section: str = "http") -> AddressPolicy:
         """Entries are CIDRs, IPs or host names (``*.example.com`` matches subdomains)."""
         allow_nets, allow_hosts = _split(allow)
         deny_nets, deny_hosts = _split(deny)
-        return cls(allow_nets, allow_hosts, deny_nets, deny_hosts)
+        return cls(allow_nets, allow_hosts, deny_nets, deny_hosts, section)
 
     def check_host_name(self, host: str) -> None:
         """Refuse a host named in ``[http].deny`` before it is even resolved."""
         if any(_host_matches(host, pattern) for pattern in self.deny_hosts):
-            raise SsrfRefusedError(f"host {host} is denied by [http].deny")
+            raise SsrfRefusedError(f"host {host} is denied by [{self.section}].deny")
 
     def check_address(self, host: str, ip: IPAddress) -> None:
         """Refuse connecting to ``ip`` (the address of ``host``) unless policy permits it."""
         self.check_host_name(host)
-        if any(ip in net for net in self.deny_networks):
-            raise SsrfRefusedError(f"address {ip} of {host} is denied by [http].deny")
-        if any(ip in net for net in self.allow_networks):
-            return
+        forms = {ip if ip.version == 4 else ipaddress.IPv6Address(int(ip)), normalize(ip)}
+        if any(form in net for form in forms for net in self.deny_networks if form.version == net.version):
+            raise SsrfRefusedError(f"address {ip} of {host} is denied by [{self.section}].deny")
         reason = classify(ip)
+        if reason == "cloud metadata":
+            # Only the address itself opens it: a range someone allowed for its neighbours must not.
+            if any(net.num_addresses == 1 and net.network_address in forms for net in self.allow_networks):
+                return
+        elif any(form in net for form in forms for net in self.allow_networks if form.version == net.version):
+            return
         if reason is None:
             return
         if reason != "cloud metadata" and any(_host_matches(host, p) for p in self.allow_hosts):
             return
         raise SsrfRefusedError(
-            f"refused to connect to {host} ({ip}): a {reason} address; list it in [http].allow to permit it"
+            f"refused to connect to {host} ({ip}): a {reason} address; "
+            f"list it in [{self.section}].allow to permit it"
         )
 
     def check_url(self, url: URL) -> None:
@@ -149,7 +191,7 @@ def _split(entries: Iterable[str]) -> tuple[tuple[IPNetwork, ...], tuple[str, ..
     hosts: list[str] = []
     for entry in entries:
         try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            networks.append(_normalize_network(ipaddress.ip_network(entry.strip(), strict=False)))
         except ValueError:
             hosts.append(entry.strip().lower())
     return tuple(networks), tuple(hosts)

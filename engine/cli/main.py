@@ -4,7 +4,7 @@
     jobengine migrate                    create or upgrade the schema
     jobengine enqueue --file job.json    insert a job document
     jobengine enqueue http --args '{"method": "GET", "url": "https://example.com"}'
-    jobengine jobs --state discarded     list jobs
+    jobengine jobs --state discarded,retryable   list jobs (one or more states)
     jobengine retry 42 | cancel 42       operate on one job
     jobengine stats                      counts per queue and state
     jobengine cron                       cron entries and their next runs
@@ -32,6 +32,7 @@ from engine.core.documents import classify_payload, loads_document_text
 from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
+from engine.db.embedded import EmbeddedPostgresError
 from engine.engine import Engine
 from engine.web.server import serve_unless_busy
 
@@ -41,7 +42,7 @@ EXAMPLES = """examples:
   jobengine enqueue --file job.json                  # a whole job document with jobType
   jobengine enqueue mail --file payload.json         # a bare payload: the document's data
   jobengine enqueue log --args '{"level": "info", "message": "hi"}' --delay 5000
-  jobengine jobs --state discarded --queue default --json
+  jobengine jobs --state discarded,retryable --queue default --json
   jobengine retry 42
 
 Every setting can also come from the environment: JOBENGINE_DATABASE_URL,
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--delay", "milliseconds"), ("--attempts", "max attempts")):
         enqueue.add_argument(name, help=help_text, type=str if name == "--queue" else int)
     jobs = commands.add_parser("jobs", parents=[common], help="list jobs, newest first")
-    for name in ("--state", "--queue", "--kind", "--tag", "--search"):
+    jobs.add_argument("--state", type=_states, metavar="STATE[,STATE...]",
+                      help=f"one or more of {', '.join(s.value for s in JobState)}, comma-separated")
+    for name in ("--queue", "--kind", "--tag", "--search"):
         jobs.add_argument(name)
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--before", type=int, help="show jobs with id below this (paging)")
@@ -82,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_cron_arguments(commands.add_parser("cron", parents=[common],
                                            help="cron entries with their next run times; add/enable/disable"))
     return parser
+
+
+def _states(text: str) -> list[str]:
+    """``--state discarded,retryable``: the named states, each checked (argparse exits 2)."""
+    valid = [state.value for state in JobState]
+    states = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [state for state in states if state not in valid]
+    if unknown or not states:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {', '.join(map(repr, unknown)) or repr(text)}: use one or more of {', '.join(valid)}, "
+            "comma-separated")
+    return list(dict.fromkeys(states))
+
+
+def _json_option(text: str, option: str) -> Any:
+    """``--args`` as JSON, or an error that says the option is not JSON and where."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else text
+        raise ValueError(f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}:\n"
+                         f"  {line}\n  {' ' * (exc.colno - 1)}^") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -95,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = COMMANDS[args.command]
     try:
         code = anyio.run(command, config, args)
-    except (ConfigError, EnqueueError, ValueError, ImportError) as exc:
+    except (ConfigError, EnqueueError, EmbeddedPostgresError, ValueError, ImportError) as exc:
         sys.exit(f"jobengine: {exc}")
     except KeyboardInterrupt:
         code = 130
@@ -161,7 +186,7 @@ def _read_json(source: str) -> Any:
 async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
     if (args.file is None) == (args.args is None):
         raise ValueError("give exactly one of --file and --args")
-    payload = _read_json(args.file) if args.file else json.loads(args.args)
+    payload = _read_json(args.file) if args.file else _json_option(args.args, "--args")
     spec = classify_payload(payload, args.kind)
     overrides = {"queue": args.queue, "priority": args.priority, "max_attempts": args.attempts,
                  "delay": args.delay / 1000 if args.delay is not None else None}
@@ -174,8 +199,11 @@ async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
 
 async def run_jobs(config: Config, args: argparse.Namespace) -> int:
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
-        jobs = await engine.list_jobs(state=args.state, queue=args.queue, kind=args.kind, tag=args.tag,
-                                      search=args.search, before_id=args.before, limit=args.limit)
+        jobs: list[Job] = []
+        for state in args.state or [None]:  # one indexed query per state, merged newest first
+            jobs += await engine.list_jobs(state=state, queue=args.queue, kind=args.kind, tag=args.tag,
+                                           search=args.search, before_id=args.before, limit=args.limit)
+    jobs = sorted({job.id: job for job in jobs}.values(), key=lambda job: job.id, reverse=True)[: args.limit]
     rows = [job_json(job) for job in jobs]
     _print(args, rows, lambda data: _table(data, ["id", "state", "queue", "kind", "attempt", "scheduled_at"]))
     return 0

@@ -76,13 +76,15 @@ class Condition:
         except ConditionEvalError as exc:
             raise ConditionEvalError(f"condition {self.source!r}: {exc}") from None
 
-    def describe(self, lookup: Lookup | None = None) -> str:
+    def describe(self, lookup: Lookup | None = None, redact: Callable[[Any], Any] | None = None) -> str:
         """The cancel reason: ``condition not met: <source> (name=value, ...)``. Values
-        are shown as JSON, shortened; redacting secrets is the caller's job."""
+        are shown as JSON, shortened; ``redact`` scrubs each value before it is escaped or
+        shortened (a cut or escaped secret would no longer match the redaction)."""
         if lookup is None or not self.names:
             return f"condition not met: {self.source}"
         values, unknown = _bind(self.names, lookup)
-        shown = [f"{name}={_brief(values[name]) if name not in unknown else '<unknown>'}"
+        scrub = redact or (lambda value: value)
+        shown = [f"{name}={_brief(scrub(values[name])) if name not in unknown else '<unknown>'}"
                  for name in sorted(self.names)]
         return f"condition not met: {self.source} ({', '.join(shown)})"
 

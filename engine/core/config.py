@@ -3,6 +3,7 @@ validated once into a frozen object. Unknown keys are errors that name the key."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -44,11 +45,43 @@ def parse_rate(value: str) -> tuple[int, float]:
     return int(match.group(1)), float(RATE_UNITS[match.group(2)])
 
 
+@functools.lru_cache(maxsize=1024)  # the inserter asks for every row's queue
+def path_segment_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a queue or cron entry name, or None. Names become URL path
+    segments of dashboard actions (``/queues/<name>/pause``): a ``/`` or a dot-segment would
+    make a button act on another object."""
+    if not name or len(name) > 128:
+        return "must be 1-128 characters"
+    if "/" in name or "\\" in name:
+        return "must not contain / or \\"
+    if name.strip(".") == "" or ".." in name:
+        return "must not contain '..' or be only dots"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
+        return "must not contain control characters"
+    return None
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 Duration = float
+
+
+class SecretScope(Section):
+    """Where a secret may be used (``[secrets.NAME]``): ``kinds`` (None: any) and ``hosts``,
+    the URL hosts of http jobs and the hosts of ssh jobs (``*.example.com`` for subdomains).
+    ``hosts`` without ``kinds`` means ``kinds = ["http", "ssh"]``: a secret bound to hosts
+    must not leave through a kind that has none (a mail body, a log line)."""
+
+    kinds: list[str] | None = None
+    hosts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _host_kinds(self) -> SecretScope:
+        if self.hosts is not None and self.kinds is None:
+            return self.model_copy(update={"kinds": ["http", "ssh"]})
+        return self
 
 
 class QueueConfig(Section):
@@ -76,6 +109,9 @@ class SmtpConfig(Section):
     timeout: Duration = 30.0
     validate_certs: bool = True
     ca_file: str | None = None
+    # With a username, the password is sent only over TLS (use_tls, or STARTTLS, then
+    # required) unless this says a plain connection is acceptable (a trusted local relay).
+    allow_plaintext_auth: bool = False
 
 
 class SshConfig(Section):
@@ -89,6 +125,9 @@ class SshConfig(Section):
     command_timeout: Duration = 600.0
     # stdout and stderr kept in the result (each); the rest is read and dropped.
     max_output_bytes: int = Field(default=65_536, ge=1)
+    # The address policy, as [http]'s: private, loopback and metadata hosts need an allow entry.
+    allow: list[str] = []
+    deny: list[str] = []
 
 
 class HttpConfig(Section):
@@ -159,7 +198,8 @@ class Config(Section):
     schema_name: str = Field("jobengine", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     node_name: str | None = None
     modules: list[str] = []
-    secrets: list[str] = []
+    # ``secrets = ["A", "B"]`` (usable anywhere) or ``[secrets.A] hosts = [...], kinds = [...]``.
+    secrets: dict[str, SecretScope] = {}
     queues: dict[str, QueueConfig] = {}
     poll_interval: Duration = 1.0
     shutdown_grace: Duration = 15.0
@@ -185,8 +225,19 @@ class Config(Section):
     def _durations(cls, value: Any) -> float:
         return parse_duration(value)
 
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return {name: {} for name in value}
+        return value
+
     @model_validator(mode="after")
     def _unique_cron_names(self) -> Config:
+        for what, name in [*(("queue", q) for q in self.queues), *(("cron entry", e.name) for e in self.cron)]:
+            problem = path_segment_problem(name)
+            if problem:
+                raise ValueError(f"{what} name {name!r} {problem}")
         names = [entry.name for entry in self.cron]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.core.outcomes import PermanentError
+from engine.core.shell_words import placeholder_roles
 from engine.core.templating import PLACEHOLDER, UnresolvedPlaceholderError, placeholders_in
 
 
@@ -26,6 +27,12 @@ _WORD_BREAK = frozenset(" \t\n;&|()<>")
 _WORD_GLUE = frozenset("_/.:=@%+,-")
 _UNSUPPORTED_DOLLAR = {"{": "${...}", "[": "$[...]", "'": "$'...'"}
 _CASE = re.compile(r"case(?![A-Za-z0-9_])")
+# What bash may evaluate safely as an arithmetic operand or a variable name.
+_PLAIN = re.compile(r"-?[0-9]+|[A-Za-z_][A-Za-z0-9_]*")
+# Words that find, test and [ read as operators: a value that is one of them, standing as a
+# whole word, would change the expression (find {{dir}} -delete with dir = "!").
+_OPERATOR_WORDS = frozenset({"!", "(", ")", ",", ";", "+", "{}", "{", "}", "[", "]", "[[", "]]",
+                             "=", "==", "!=", "=~", "<", ">", "&&", "||"})
 
 
 class _ShellContext:
@@ -141,6 +148,20 @@ def _shell_word(name: str, value: Any, *, dash_ok: bool) -> str:
     return word
 
 
+def _check_role(name: str, word: str, arithmetic: str | None, whole_word: bool) -> None:
+    where = "{{" + name + "}}"
+    if arithmetic and not _PLAIN.fullmatch(word):
+        raise UnsafeShellValueError(
+            f"placeholder {where} is in {arithmetic}, which bash evaluates whatever the quoting: "
+            "its value must be a plain number or name"
+        )
+    if whole_word and word in _OPERATOR_WORDS:
+        raise UnsafeShellValueError(
+            f"placeholder {where} stands where an operand is expected, and its value would read "
+            "as an operator (such as ! or ( to find and test)"
+        )
+
+
 def render_shell(template: str, scope: Mapping[str, Any], *, allow_leading_dash: bool = False) -> str:
     """``template`` (an operator-written shell command) with each placeholder replaced by
     its value as exactly one shell-quoted word, whatever the value contains.
@@ -159,15 +180,17 @@ def render_shell(template: str, scope: Mapping[str, Any], *, allow_leading_dash:
     if missing:
         raise UnresolvedPlaceholderError(missing)
     context = _ShellContext()
+    roles = placeholder_roles(template)
     out: list[str] = []
     pos = 0
-    for match in PLACEHOLDER.finditer(template):
+    for index, match in enumerate(PLACEHOLDER.finditer(template)):
         text = template[pos : match.start()]
         context.feed(text)
         out.append(text)
         name, before = match.group(1), template[match.start() - 1 : match.start()]
         glued = before.isalnum() or (before != "" and before in _WORD_GLUE)
         word = _shell_word(name, scope[name], dash_ok=allow_leading_dash or glued)
+        _check_role(name, word, roles[index].arithmetic, roles[index].whole_word)
         out.append(context.wrap(name, shlex.quote(word)))
         pos = match.end()
     out.append(template[pos:])

@@ -11,10 +11,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.core import tracing
+from engine.core.config import path_segment_problem
 from engine.core.errors import EnqueueError
 from engine.core.job import JOB_OPTIONS, JobSpec
 from engine.core.registry import Registry
-from engine.core.secrets import Secrets
+from engine.core.secrets import Secrets, SecretScopeError
+from engine.core.templating import placeholders_in
 from engine.db.rows import InsertRow
 from engine.insert.flow import check_flow
 from engine.insert.unique import ALL_STATES, parse_unique, unique_key
@@ -82,8 +84,12 @@ class Inserter:
             encode_json(meta, "job options (vars, onSuccess, ...)")
             self.secrets.check_not_present(meta, "job options")
         self.secrets.check_not_present(spec.args, "args")
+        self._check_secret_kinds(spec)
         tracing.inject(meta)  # the run continues the trace of the enqueue (or of the attempt that chains it)
         queue = spec.queue or handler.queue
+        problem = path_segment_problem(queue)
+        if problem:
+            raise EnqueueError(f"queue name {queue!r} {problem}")
         row = InsertRow(
             queue=queue,
             kind=spec.kind,
@@ -100,8 +106,20 @@ class Inserter:
         if spec.unique is not None:
             self._apply_unique(spec, queue, row)
         if spec.condition is not None or spec.on_success or spec.on_failure or spec.depends_on:
-            check_flow(self.row, spec, row)
+            check_flow(self.row, spec, row, self.secrets)
         return row
+
+    def _check_secret_kinds(self, spec: JobSpec) -> None:
+        """A secret whose scope excludes this kind is refused now; hosts are checked when the
+        job runs, once its URL or host is rendered (before any connection)."""
+        if not self.secrets.declared:
+            return
+        used = {self.secrets.referenced_by(name) for name in placeholders_in(spec.args)
+                if name.startswith("secrets.") or name not in (spec.vars or {})}
+        try:
+            self.secrets.check_use({name for name in used if name}, spec.kind)
+        except SecretScopeError as exc:
+            raise EnqueueError(str(exc)) from None
 
     def _validate_args(self, spec: JobSpec, model: Any) -> None:
         if model is None:

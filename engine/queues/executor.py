@@ -24,7 +24,7 @@ from engine.core.job import Job
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
-from engine.core.templating import build_scope, render
+from engine.core.templating import Scope, build_scope, render
 from engine.insert.followups import Followups
 from engine.queues.threads import ThreadPools
 
@@ -106,6 +106,8 @@ class Executor:
                     return verdict
                 if spec.render_args:
                     args = _render(args, context.scope)
+                    if isinstance(context.scope, Scope):  # a secret's scope may exclude this kind
+                        self.secrets.check_use(context.scope.secret_names, job.kind)
             if spec.render_args and spec.args_model is not None:
                 args = _validate(spec, args)
             view = job if args is job.args else replace(job, args=args)
@@ -124,9 +126,14 @@ class Executor:
         if not text:
             return None
         condition = parse_condition(text)
+        for name in sorted(condition.variables):
+            # Refused at enqueue; a row written around the inserter is refused here.
+            secret = self.secrets.referenced_by(name)
+            if secret is not None:
+                raise PermanentError(f"condition uses secret {secret}; secrets cannot be used in conditions")
         if condition.evaluate(scope):
             return None
-        return Cancel(self.secrets.redact_text(condition.describe(scope)))
+        return Cancel(self.secrets.redact_text(condition.describe(scope, redact=self.secrets.redact)))
 
     async def _run(self, spec: HandlerSpec, job: Job, context: HandlerContext | None) -> Any:
         timeout = job.timeout if job.timeout is not None else spec.timeout

@@ -11,8 +11,9 @@ Example::
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -56,10 +57,40 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
 
 
 def safe_next(target: str | None) -> str:
-    """A same-site path to return to (never ``//evil`` or a scheme)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A same-origin path to return to, else ``/``.
+
+    URL parsers drop TAB, CR and LF and read ``\\`` as ``/`` (``/\t/evil.example`` and
+    ``/\\evil.example`` both become ``//evil.example``), and some servers decode ``%2F``
+    and ``%5C`` before routing; so the target is judged in every decoded form, and any
+    control character or line separator, backslash or second leading slash refuses it.
+
+    Example::
+
+        safe_next("/jobs?state=failed")    # '/jobs?state=failed'
+        safe_next("/%09/evil.example")     # '/'
+    """
+    if not target or len(target) > 2_000:
         return "/"
+    forms, text = [target], target
+    for _ in range(3):  # %252F -> %2F -> /
+        text = unquote(text)
+        forms.append(text)
+    for form in forms:
+        if not form.startswith("/") or form[1:2] in ("/", "\\") or "\\" in form:
+            return "/"
+        if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in form):  # TAB, LF, CR, U+2028...
+            return "/"
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return "/"
     return target
+
+
+def segment(value: object) -> str:
+    """``value`` as one URL path segment: every ``/``, ``.``-run and reserved character encoded,
+    so a name like ``x/../default`` cannot make a form act on another object."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text.strip(".") == "" else text
 
 
 def url(path: str, params: dict[str, Any] | None = None) -> str:

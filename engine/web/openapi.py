@@ -120,6 +120,17 @@ LIST_PARAMS = [
 ]
 
 
+# One operation per action, each with its own operationId, so generated clients get
+# retryJob(id) rather than jobAction(id, "retry").
+JOB_SUMMARIES = {"retry": "Retry one job now (any state but executing)", "cancel": "Cancel one job",
+                 "delete": "Delete one job that is not executing", "run": "Run one scheduled or waiting job now"}
+QUEUE_SUMMARIES = {"pause": "Pause a queue on every node", "resume": "Resume a paused queue on every node",
+                   "scale": "Set a queue's concurrency on every node"}
+CRON_SUMMARIES = {"enable": "Enable a cron entry", "disable": "Disable a cron entry",
+                  "run": "Run a cron entry's job now"}
+assert set(JOB_SUMMARIES) == set(JOB_ACTIONS) and set(CRON_SUMMARIES) == set(CRON_ACTIONS)
+
+
 def _paths() -> dict[str, Any]:
     return {
         "/api/jobs": {
@@ -142,26 +153,24 @@ def _paths() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object", "required": ["job"],
                                                 "properties": {"job": _ref("JobDetail")}}, "The job"),
                                   **_errors(400, 404)}}},
-        "/api/jobs/{job_id}/{action}": {
-            "post": {"operationId": "jobAction", "summary": "Retry, cancel, delete or run one job now",
-                     "parameters": [JOB_ID, _path_param("action", {"enum": list(JOB_ACTIONS)}, "The action")],
+        **{f"/api/jobs/{{job_id}}/{action}": {
+            "post": {"operationId": f"{action}Job", "summary": JOB_SUMMARIES[action], "parameters": [JOB_ID],
                      "responses": {"200": _json({"type": "object", "properties": {
                          "job": _ref("Job"), "deleted": {"type": "integer"}}}, "The job after the action"),
-                         **_errors(400, 403, 404, 409)}}},
+                         **_errors(400, 403, 404, 409)}}} for action in JOB_ACTIONS},
         "/api/queues": {
             "get": {"operationId": "listQueues", "summary": "Queues with counts per state and controls",
                     "responses": {"200": _json({"type": "object", "required": ["queues"], "properties": {
                         "queues": {"type": "array", "items": _ref("Queue")}}}, "Queues"), **_errors()}}},
-        "/api/queues/{name}/{action}": {
-            "post": {"operationId": "queueAction", "summary": "Pause, resume or scale a queue on every node",
-                     "parameters": [_path_param("name", TEXT, "Queue name"),
-                                    _path_param("action", {"enum": ["pause", "resume", "scale"]}, "The action")],
-                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                         "type": "object", "properties": {"concurrency": {"type": "integer", "minimum": 1,
-                                                                          "maximum": 10000}}}}}},
+        **{f"/api/queues/{{name}}/{action}": {
+            "post": {"operationId": f"{action}Queue", "summary": QUEUE_SUMMARIES[action],
+                     "parameters": [_path_param("name", TEXT, "Queue name")],
+                     **({"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["concurrency"], "properties": {"concurrency": {
+                             "type": "integer", "minimum": 1, "maximum": 10000}}}}}}} if action == "scale" else {}),
                      "responses": {"200": _json({"type": "object", "required": ["queue"],
                                                  "properties": {"queue": {"type": "object"}}}, "The queue"),
-                                   **_errors(400, 403, 404)}}},
+                                   **_errors(400, 403, 404)}}} for action in QUEUE_SUMMARIES},
         "/api/stats": {
             "get": {"operationId": "stats", "summary": "Overview: queues, state groups, throughput, nodes",
                     "responses": {"200": _json(_ref("Stats"), "The overview"), **_errors()}}},
@@ -169,13 +178,13 @@ def _paths() -> dict[str, Any]:
             "get": {"operationId": "listCron", "summary": "Cron entries with their next runs",
                     "responses": {"200": _json({"type": "object", "required": ["entries"], "properties": {
                         "entries": {"type": "array", "items": _ref("CronEntry")}}}, "Entries"), **_errors()}}},
-        "/api/cron/{name}/{action}": {
-            "post": {"operationId": "cronAction", "summary": "Enable, disable or run a cron entry now",
-                     "parameters": [_path_param("name", TEXT, "Entry name"),
-                                    _path_param("action", {"enum": list(CRON_ACTIONS)}, "The action")],
+        **{f"/api/cron/{{name}}/{action}": {
+            "post": {"operationId": f"{action}Cron", "summary": CRON_SUMMARIES[action],
+                     "parameters": [_path_param("name", TEXT, "Entry name")],
                      "responses": {"200": _json({"type": "object", "required": ["name", "action"], "properties": {
-                         "name": {"type": "string"}, "action": {"enum": list(CRON_ACTIONS)},
-                         "job_id": {"type": "integer"}}}, "Done"), **_errors(400, 403, 404)}}},
+                         "name": {"type": "string"}, "action": {"const": action},
+                         "job_id": {"type": "integer"}}}, "Done"), **_errors(400, 403, 404)}}}
+           for action in CRON_ACTIONS},
         "/api/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document",
                     "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),

@@ -31,6 +31,8 @@ DESCRIPTIONS = {
     "node_name": "this process's name in `nodes` and `attempted_by` (default `host.pid.random`)",
     "modules": "modules imported at start-up so their `@handler`s register",
     "secrets": "environment variables usable as `{{NAME}}` placeholders",
+    "secrets.<name>.kinds": "job kinds that may use this secret (`secrets = [\"A\"]` declares it for all)",
+    "secrets.<name>.hosts": "URL hosts (http) and hosts (ssh) this secret may be sent to; refused elsewhere",
     "queues.<name>.concurrency": "jobs of this queue one process runs at once",
     "queues.<name>.rate_limit": "at most N job starts per window, e.g. `100/min`",
     "queues.<name>.global_limit": "jobs of this queue running at once across all processes",
@@ -50,14 +52,19 @@ DESCRIPTIONS = {
     "smtp.start_tls": "upgrade with STARTTLS (unset: when the server offers it)",
     "smtp.use_tls": "implicit TLS (port 465)", "smtp.username": "SMTP login",
     "smtp.password_env": "name of the environment variable holding the SMTP password",
-    "smtp.from": "default sender", "smtp.timeout": "SMTP connect/command timeout",
+    "smtp.from": "default sender (unset: `jobengine@<hostname>`, named at start-up)",
+    "smtp.timeout": "SMTP connect/command timeout",
     "smtp.validate_certs": "verify the server's certificate", "smtp.ca_file": "CA bundle for the SMTP server",
+    "smtp.allow_plaintext_auth": "with `username`, allow logging in over a connection that is not TLS "
+                                 "(default: STARTTLS or implicit TLS required)",
     "ssh.known_hosts": "known_hosts file (unset: `~/.ssh/known_hosts`); host keys are always verified",
     "ssh.client_keys": "private key files", "ssh.username": "default SSH user",
     "ssh.connect_timeout": "SSH connect timeout", "ssh.keepalive": "keepalive interval of pooled connections",
     "ssh.idle_close": "close pooled connections idle this long",
     "ssh.command_timeout": "default timeout of a remote command",
     "ssh.max_output_bytes": "stdout/stderr bytes kept in the result (each)",
+    "ssh.allow": "private addresses/hosts ssh jobs may connect to (as `http.allow`)",
+    "ssh.deny": "addresses/hosts ssh jobs may never connect to",
     "http.allow": "private addresses/hosts the SSRF guard lets through",
     "http.deny": "addresses/hosts always refused", "http.timeout": "default request timeout",
     "http.max_body_bytes": "response bytes kept in the result", "http.max_redirects": "redirects followed",
@@ -131,6 +138,8 @@ def _fields(model: type[BaseModel], key: str, variable: str) -> Iterator[Row]:
             yield from _fields(annotation, f"{dotted}.", f"{env}__")
         elif typing.get_origin(annotation) is dict and isinstance(value_args[1], type) \
                 and issubclass(value_args[1], BaseModel):
+            if dotted in DESCRIPTIONS:  # also settable whole (secrets = ["A", "B"])
+                yield Row(env, dotted, "JSON list or object", "`[]`", DESCRIPTIONS[dotted])
             yield from _fields(value_args[1], f"{dotted}.<name>.", f"{env}__<NAME>__")
         else:
             description = info.description or DESCRIPTIONS.get(dotted, "")

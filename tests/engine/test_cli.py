@@ -81,3 +81,21 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode != 0
     assert "unknown key 'queues.default.concurency'" in done.stderr
+
+
+def test_an_unknown_state_exits_2_naming_the_valid_ones_and_several_states_work(cli) -> None:
+    done = cli("jobs", "--state", "bogus", check=False)
+    assert done.returncode == 2
+    assert "unknown state 'bogus'" in done.stderr and "discarded" in done.stderr and "retryable" in done.stderr
+    cli("enqueue", "log", "--args", '{"level": "info", "message": "a"}')
+    cli("enqueue", "log", "--args", '{"level": "info", "message": "b"}', "--delay", "60000")
+    listed = json.loads(cli("jobs", "--state", "available,scheduled", "--json").stdout)
+    assert sorted(job["state"] for job in listed) == ["available", "scheduled"]
+    assert json.loads(cli("jobs", "--state", "discarded,retryable", "--json").stdout) == []
+
+
+def test_invalid_json_in_args_says_so_and_where(cli) -> None:
+    done = cli("enqueue", "log", "--args", '{"level": info}', check=False)
+    assert done.returncode == 1
+    assert "--args is not valid JSON: Expecting value at line 1 column 11" in done.stderr
+    assert '  {"level": info}\n            ^' in done.stderr

@@ -202,3 +202,20 @@ def test_long_but_legal_condition_parses() -> None:
     condition = parse_condition(text)
     assert len(condition.variables) == 100
     assert condition.evaluate({f"v{i}": i - 1 for i in range(100)}) is True
+
+
+LONG_TOKEN = "tok_" + "a1b2c3d4" * 7 + "zzzz"  # 64 characters
+
+
+@pytest.mark.parametrize("value", [
+    "prefix-" + LONG_TOKEN,            # long: shortened to 57 characters before any redaction
+    'q"uo\\te-' + LONG_TOKEN[:20],     # JSON escaping would change the secret's text
+])
+def test_describe_redacts_each_value_before_escaping_or_shortening(value: str) -> None:
+    secret = value.removeprefix("prefix-")
+    secrets = Secrets({"LONG_TOKEN": secret})
+    reason = parse_condition("{{blob}} == ''").describe({"blob": value}, redact=secrets.redact)
+    assert secret not in reason
+    # Not even a long piece of it survives (the old reason kept 50 of its 64 characters).
+    assert not any(secret[i:i + 8] in reason for i in range(len(secret) - 8))
+    assert "***" in reason

@@ -94,10 +94,12 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
     """``make_harness(smtp={...}, http={...}, secrets={"NAME": "value"})``."""
     made: list[Harness] = []
 
-    def make(secrets: dict[str, str] | None = None, **settings: Any) -> Harness:
+    def make(secrets: dict[str, str] | None = None, secret_scopes: dict[str, Any] | None = None,
+             **settings: Any) -> Harness:
         settings.setdefault("base_dir", REPO / "config")
-        settings["secrets"] = sorted(secrets or {})
-        harness = Harness(build_config(settings), Secrets(secrets or {}))
+        settings["secrets"] = {name: (secret_scopes or {}).get(name, {}) for name in sorted(secrets or {})}
+        config = build_config(settings)
+        harness = Harness(config, Secrets(secrets or {}, scopes=config.secrets))
         made.append(harness)
         return harness
 
@@ -275,7 +277,9 @@ class SshPeer:
     connections: list[asyncssh.SSHServerConnection]
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        return {"known_hosts": self.known_hosts_file, "client_keys": [self.client_key_file], **overrides}
+        # The peer is on loopback, which the ssh address policy refuses unless allowed.
+        return {"known_hosts": self.known_hosts_file, "client_keys": [self.client_key_file],
+                "allow": ["127.0.0.1"], **overrides}
 
 
 async def _run_through_shell(process: asyncssh.SSHServerProcess[bytes]) -> None:

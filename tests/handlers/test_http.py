@@ -132,6 +132,17 @@ async def test_redirects_are_followed_and_credentials_dropped_across_origins(mak
     assert seen["headers"]["X-Plain"] == "p"
 
 
+@pytest.mark.parametrize("code", [307, 308])
+async def test_a_body_is_never_resent_to_another_origin(make_harness, http_peer, code: int) -> None:
+    harness = make_harness(http={"allow": ["127.0.0.1", "localhost"]}, secrets={"API_TOKEN": "tok-s3cret-value"})
+    other_origin = http_peer.url("/echo", host="localhost")
+    args = {"method": "POST", "url": http_peer.url(f"/redirect?code={code}&to={other_origin}"),
+            "body": {"token": "{{API_TOKEN}}"}}
+    with pytest.raises(PermanentError, match=rf"{code} redirect to another origin .*re-send the request body"):
+        await harness.run("http", args)
+    assert [seen["path"] for seen in http_peer.requests] == [f"/redirect?code={code}&to={other_origin}"]
+
+
 async def test_307_keeps_method_and_body_on_the_same_origin(make_harness, http_peer) -> None:
     args = {"method": "PUT", "url": http_peer.url("/redirect?code=307&to=/echo"), "body": "same",
             "headers": {"Authorization": "Bearer x"}}
@@ -169,3 +180,20 @@ async def test_a_rendered_value_that_looks_like_a_placeholder_is_not_a_url(make_
     # Rendering is one pass: {{other}} arrives as text, and the run-time check refuses it.
     with pytest.raises(PermanentError, match="url"):
         await local(make_harness).run("http", {"url": "{{u}}"}, vars={"u": "{{other}}"})
+
+
+LONG_SECRET = 'Tok"en\\with-Quotes/and?Amp&=' + "Z9" * 20
+
+
+def _fragments(secret: str, size: int = 10) -> list[str]:
+    return [secret[i:i + size] for i in range(len(secret) - size)]
+
+
+async def test_a_rejected_response_snippet_is_redacted_before_it_is_cut(make_harness, http_peer) -> None:
+    harness = make_harness(http={"allow": ["127.0.0.1"]}, secrets={"T": LONG_SECRET})
+    args = {"method": "POST", "url": http_peer.url("/echo"), "body": "{{T}}", "expectedStatus": 201,
+            "headers": {"X-Pad": "p" * 180}}
+    with pytest.raises(Exception, match="returned 200") as caught:
+        await harness.run("http", args)
+    message = harness.secrets.redact_text(str(caught.value))  # what the executor stores
+    assert not any(frag in message for frag in _fragments(LONG_SECRET) + _fragments(json.dumps(LONG_SECRET)[1:-1]))

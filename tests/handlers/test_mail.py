@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import MailArgs, MailDeliveryError, build_message
+from handlers.mail import MailArgs, MailDeliveryError, build_message, default_sender
 from tests.handlers.conftest import SmtpPeer
 
 GAME_UPDATE = {
@@ -184,3 +184,54 @@ def test_enqueue_accepts_the_seed_payloads_and_names_a_misspelled_field() -> Non
         MailArgs.model_validate({"to": [], "subject": "s", "text": "t"})
     with pytest.raises(ValidationError, match="not an email address"):
         MailArgs.model_validate({"to": "not-an-address", "subject": "s", "text": "t"})
+
+
+# --- TLS for logins, certificates, Unicode line breaks ---
+
+
+async def test_a_login_over_a_plain_connection_is_refused(make_harness, smtp_peer, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-pass-123")
+    harness = make_harness(smtp=smtp_settings(smtp_peer, username="ops", password_env="TEST_SMTP_PASSWORD"))
+    with pytest.raises(PermanentError, match=r"not TLS.*allow_plaintext_auth"):
+        await harness.run("mail", GAME_UPDATE)
+    auto = make_harness(smtp={**smtp_settings(smtp_peer, username="ops", password_env="TEST_SMTP_PASSWORD"),
+                              "start_tls": None})
+    with pytest.raises(PermanentError, match="does not offer STARTTLS"):
+        await auto.run("mail", GAME_UPDATE)
+    assert smtp_peer.logins == [] and smtp_peer.messages == []
+
+
+async def test_a_plain_login_when_the_config_says_so(make_harness, smtp_peer, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-pass-123")
+    harness = make_harness(smtp=smtp_settings(smtp_peer, username="ops", password_env="TEST_SMTP_PASSWORD",
+                                              allow_plaintext_auth=True))
+    assert (await harness.run("mail", GAME_UPDATE))["accepted"] == ["user@example.com"]
+    assert smtp_peer.logins == [("ops", "smtp-pass-123")]
+
+
+async def test_a_certificate_that_does_not_verify_is_permanent(make_harness, smtp_tls_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_tls_peer, start_tls=True))  # the test CA is not trusted
+    with pytest.raises(PermanentError, match="certificate verification failed"):
+        await harness.run("mail", GAME_UPDATE)
+    assert smtp_tls_peer.messages == []
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c"])
+async def test_unicode_line_separators_in_headers_are_refused(make_harness, smtp_peer, separator: str) -> None:
+    with pytest.raises(ValidationError, match="line breaks"):
+        MailArgs.model_validate({"to": "a@x.test", "subject": f"hi{separator}Bcc: evil@x", "text": "t"})
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    with pytest.raises(PermanentError, match=r"subject.*line break"):
+        await harness.run("mail", {"to": "a@x.test", "subject": "{{v}}", "text": "t"},
+                          vars={"v": f"hi{separator}Bcc: evil@x"})
+    assert smtp_peer.messages == []
+
+
+async def test_mail_without_a_sender_uses_the_default_one(make_harness, smtp_peer) -> None:
+    settings = smtp_settings(smtp_peer)
+    del settings["from"]
+    harness = make_harness(smtp=settings)
+    result = await harness.run("mail", {"to": "ops@example.com", "subject": "job failed", "text": "t"})
+    assert result["accepted"] == ["ops@example.com"]
+    assert smtp_peer.messages[0].mail_from == default_sender()
+    assert default_sender().startswith("jobengine@") and " " not in default_sender()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from engine.core.outcomes import PermanentError
 from engine.core.shell import UnsafeShellValueError
 from handlers.ssh import HostKeyChangedError, HostKeyUnknownError, SshArgs, SshCommandError, SshError, ssh_pool
+from handlers.ssrf import SsrfRefusedError
 from tests.handlers.conftest import SshPeer
 from tests.support.waiting import wait_until
 
@@ -104,6 +105,16 @@ async def test_unsafe_values_are_refused_before_connecting(make_harness, ssh_pee
     assert ssh_peer.connections == [] and not marker.exists()
 
 
+@pytest.mark.parametrize("command", ["[ 5 -gt {{v}} ] || true", "test -v {{v}} || true", "find {{v}} -delete"])
+async def test_evaluated_or_operator_values_are_refused_before_connecting(
+        make_harness, ssh_peer, marker, command) -> None:
+    harness = make_harness(ssh=ssh_peer.settings())
+    value = f"a[$(touch {marker})]" if "find" not in command else "!"
+    with pytest.raises(UnsafeShellValueError, match=r"\{\{v\}\}"):
+        await harness.run("ssh", job(ssh_peer, command), vars={"v": value})
+    assert ssh_peer.connections == [] and not marker.exists()
+
+
 async def test_a_value_glued_to_an_option_may_start_with_a_dash(make_harness, ssh_peer) -> None:
     harness = make_harness(ssh=ssh_peer.settings(), secrets={"DB_PASS": "-p4ss 'word"})
     result = await harness.run("ssh", job(ssh_peer, "printf '%s\\n' -p{{DB_PASS}}"))
@@ -131,7 +142,7 @@ async def test_without_known_hosts_setting_the_default_file_is_used(
     make_harness, ssh_peer, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh/known_hosts: nothing is trusted
-    harness = make_harness(ssh={"client_keys": [ssh_peer.client_key_file]})
+    harness = make_harness(ssh={"client_keys": [ssh_peer.client_key_file], "allow": ["127.0.0.1"]})
     with pytest.raises(HostKeyUnknownError):
         await harness.run("ssh", job(ssh_peer, "echo hi"))
     install_known_hosts(ssh_peer, tmp_path / "home" / ".ssh")
@@ -183,3 +194,32 @@ def test_enqueue_accepts_seed_payloads_and_names_mistakes() -> None:
         SshArgs.model_validate({"host": "h", "comand": "ls"})
     with pytest.raises(ValidationError, match="host"):
         SshArgs.model_validate({"host": "-oProxyCommand=evil", "command": "ls"})
+
+
+# --- the address policy ---
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "2130706433"])
+async def test_loopback_is_refused_unless_allowed(make_harness, ssh_peer, host: str) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(allow=[]))
+    with pytest.raises(SsrfRefusedError, match=r"loopback address; list it in \[ssh\].allow"):
+        await harness.run("ssh", {**job(ssh_peer, "echo hi"), "host": host})
+    assert ssh_peer.connections == []
+
+
+@pytest.mark.parametrize("allow", [[], ["169.254.0.0/16"], ["0.0.0.0/0"]])
+async def test_metadata_is_refused_even_inside_an_allowed_range(make_harness, ssh_peer, allow: list[str]) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(allow=allow))
+    with pytest.raises(SsrfRefusedError, match="cloud metadata"):
+        await harness.run("ssh", {**job(ssh_peer, "echo hi"), "host": "169.254.169.254"})
+
+
+async def test_deny_wins_and_names_are_checked_at_their_address(make_harness, ssh_peer) -> None:
+    denied = make_harness(ssh=ssh_peer.settings(allow=["127.0.0.0/8"], deny=["127.0.0.1"]))
+    with pytest.raises(SsrfRefusedError, match=r"denied by \[ssh\].deny"):
+        await denied.run("ssh", {**job(ssh_peer, "echo hi"), "host": "localhost"})
+    assert ssh_peer.connections == []
+    # localhost may resolve to ::1 first: refused (not allowed), so 127.0.0.1 is the one used.
+    by_name = make_harness(ssh=ssh_peer.settings(allow=["127.0.0.1"]))
+    result = await by_name.run("ssh", {**job(ssh_peer, "echo hi"), "host": "localhost"})
+    assert result["stdout"] == "hi\n"

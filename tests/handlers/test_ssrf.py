@@ -119,3 +119,41 @@ def test_classify(address: str, reason: str | None) -> None:
     found = classify(ipaddress.ip_address(address))
     # Python versions differ on 240.0.0.0/4 (reserved, and "private" before 3.12.4).
     assert found == reason if reason is None or "|" not in reason else found in reason.split("|")
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::ffff:1.1.1.1]/",
+    "http://[::ffff:101:101]/",
+    "http://[64:ff9b::101:101]/",      # NAT64
+    "http://[2002:101:101::1]/",       # 6to4
+    "http://[::1.1.1.1]/",             # IPv4-compatible (deprecated)
+    "http://1.1.1.1/",
+])
+def test_deny_matches_every_form_of_an_address(url: str) -> None:
+    for deny in (["1.1.1.1"], ["1.1.1.0/24"], ["::ffff:1.1.1.1"], ["::ffff:1.1.1.0/120"]):
+        policy = AddressPolicy.from_lists(allow=[], deny=deny)
+        with pytest.raises(SsrfRefusedError, match=r"denied by \[http\].deny"):
+            policy.check_url(URL(url))
+    AddressPolicy.from_lists(allow=[], deny=["1.1.1.2"]).check_url(URL(url))  # a neighbour is not denied
+
+
+async def test_a_denied_loopback_is_denied_in_its_mapped_form_too(make_harness, http_peer) -> None:
+    harness = make_harness(http={"allow": ["127.0.0.0/8", "::ffff:127.0.0.0/104"], "deny": ["127.0.0.1"]})
+    with pytest.raises(SsrfRefusedError, match="denied"):
+        await harness.run("http", {"url": f"http://[::ffff:127.0.0.1]:{http_peer.port}/echo"})
+    assert http_peer.requests == []
+
+
+@pytest.mark.parametrize("allow", [["169.254.0.0/16"], ["0.0.0.0/0"], ["::/0", "0.0.0.0/0"], ["fd00:ec2::/32"]])
+@pytest.mark.parametrize("address", ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254"])
+def test_allowing_a_range_does_not_open_a_metadata_address(allow: list[str], address: str) -> None:
+    policy = AddressPolicy.from_lists(allow=allow, deny=[])
+    with pytest.raises(SsrfRefusedError, match="cloud metadata"):
+        policy.check_address("x", ipaddress.ip_address(address))
+
+
+def test_a_range_still_opens_its_other_addresses_and_the_exact_address_opens_metadata() -> None:
+    AddressPolicy.from_lists(allow=["169.254.0.0/16"], deny=[]).check_address("x", ipaddress.ip_address("169.254.1.1"))
+    exact = AddressPolicy.from_lists(allow=["169.254.169.254/32"], deny=[])
+    exact.check_address("x", ipaddress.ip_address("169.254.169.254"))
+    exact.check_address("x", ipaddress.ip_address("::ffff:169.254.169.254"))
