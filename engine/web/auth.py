@@ -183,6 +183,8 @@ class Auth:
                 return None
             name = LOCAL if credential == LOCAL else SHARED_TOKEN_ACTOR
             return Principal(name, Role(found["role"]), "session", False, session, self._csrf(session))
+        if signature:  # a user's cookie is the bare id: anything else was not issued here
+            return None
         return Principal(found["user_name"], Role(found["role"]), "session", found["can_view_args"], session,
                          self._csrf(session))
 

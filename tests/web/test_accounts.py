@@ -223,3 +223,29 @@ async def test_single_sign_on_believes_the_header_only_from_trusted_proxies(make
                     assert response.status == 303
                 rows = await engine.store.audit_list(action="job.cancel")
                 assert [(r["actor"], r["details"]["via"]) for r in rows] == [(member.name, "sso")]
+
+
+async def test_forged_and_expired_session_cookies_are_refused(dashboard: Dashboard, http) -> None:
+    otto = await add_member(dashboard.engine.store, "otto", "operator")
+    await log_in(http, dashboard.url, otto.name, otto.password)
+    cookie = {c.key: c.value for c in http.cookie_jar}["jobengine_session"]
+    async with aiohttp.ClientSession() as bare:
+        for forged in ("A" * 32, cookie[:-1] + ("B" if cookie[-1] != "B" else "C"), f"{cookie}.sig", ""):
+            async with bare.get(dashboard.url + "/api/queues",
+                                headers={"Cookie": f"jobengine_session={forged}"}) as response:
+                assert response.status == 401, forged
+        store = dashboard.engine.store
+        async with store.pool.acquire() as conn:
+            await conn.execute(f'UPDATE "{store.schema}".sessions SET expires_at = now() - interval \'1 second\'')
+        async with bare.get(dashboard.url + "/api/queues", headers={"Cookie": f"jobengine_session={cookie}"}) as r:
+            assert r.status == 401
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_throttle(dashboard: Dashboard,
+                                                                                   http) -> None:
+    statuses = []
+    for i in range(11):  # no trusted_proxies: every guess counts against the real peer
+        async with http.post(dashboard.url + "/login", data={"token": "guess"},
+                             headers={"X-Forwarded-For": f"198.51.100.{i}"}) as response:
+            statuses.append(response.status)
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
