@@ -126,7 +126,8 @@ class AccountRows(StoreBase):
             record = await conn.fetchrow(self.statements.TOKEN_LOOKUP, digest)
             if record is None:
                 return None
-            await conn.execute(self.statements.TOKEN_TOUCH, record["id"])
+            if record["stale"]:
+                await conn.execute(self.statements.TOKEN_TOUCH, record["id"])
         return dict(record)
 
     # --- sessions ---------------------------------------------------------------------------

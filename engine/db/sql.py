@@ -848,9 +848,11 @@ TOKEN_LIST = """
 SELECT id, name, created_at, last_used_at, revoked_at FROM {schema}.api_tokens WHERE user_name = $1 ORDER BY id DESC
 """
 
-# The live token with SHA-256 $1 and its enabled user.
+# The live token with SHA-256 $1 and its enabled user; ``stale`` when its last use is
+# older than a minute (only then is it worth writing the new one).
 TOKEN_LOOKUP = """
-SELECT t.id, t.last_used_at, u.name, u.role, u.can_view_args
+SELECT t.id, u.name, u.role, u.can_view_args,
+       t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds' AS stale
 FROM {schema}.api_tokens t JOIN {schema}.users u ON u.name = t.user_name
 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND NOT u.disabled
 """

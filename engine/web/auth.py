@@ -32,6 +32,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import anyio
 from aiohttp import web
 
 from engine.core.accounts import SHARED_TOKEN_ACTOR, Role, token_digest
@@ -47,6 +48,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SHARED = {Role.OPERATOR: "dashboard.token", Role.VIEWER: "dashboard.readonly_token"}
 LOCAL = "local"
 READ_ONLY = "read-only access: this action needs the operator role"
+# Password checks (argon2id, 64 MiB each) running at once in this process.
+HASH_SLOTS = 2
 
 
 class AuthError(Exception):
@@ -112,6 +115,7 @@ class Auth:
         self.local_mode = not settings.token
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.throttle = LoginThrottle()
+        self.hash_limiter = anyio.CapacityLimiter(HASH_SLOTS)
         tokens = {Role.OPERATOR: settings.token, Role.VIEWER: settings.readonly_token}
         self._tokens = {role: token for role, token in tokens.items() if token}
         # Keys for shared-token session cookies; in local mode a per-process key: those

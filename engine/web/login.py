@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio.to_thread
 from aiohttp import web
 
 from engine.core.accounts import SHARED_TOKEN_ACTOR, AuditEntry, Role, verify_password
@@ -37,7 +38,10 @@ async def _check(auth: Auth, user: str, secret: str) -> Principal | None:
         return Principal(SHARED_TOKEN_ACTOR, role, "session") if role is not None else None
     found = await auth.store.user_get(user)
     usable = found is not None and not found["disabled"]
-    if not verify_password(found["password_hash"] if usable and found else None, secret):
+    stored = found["password_hash"] if usable and found else None
+    # argon2id takes a CPU-bound fraction of a second: off the event loop, which runs the
+    # jobs too, and at most HASH_SLOTS at once, so a spray of logins cannot take every core.
+    if not await anyio.to_thread.run_sync(verify_password, stored, secret, limiter=auth.hash_limiter):
         return None
     assert found is not None
     return Principal(user, Role(found["role"]), "session", found["can_view_args"])

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
+
 from engine.core.accounts import AuditEntry, Role, check_name, hash_password, new_token, token_digest
 from engine.db.account_rows import Outcome, UserChange
 from engine.db.store import JobStore
@@ -33,7 +35,7 @@ async def add_user(store: JobStore, audit_as: AuditAs, name: str, role: str, *, 
                    password: str | None = None) -> None:
     check_name(name)
     parsed = Role.parse(role)
-    hashed = hash_password(password) if password is not None else None
+    hashed = await anyio.to_thread.run_sync(hash_password, password) if password is not None else None
     entry = audit_as("user.add", f"user:{name}", role=parsed.value, can_view_args=can_view_args,
                      password=hashed is not None)
     if not await store.user_add(name, parsed.value, can_view_args, hashed, entry):
@@ -55,7 +57,7 @@ async def change_user(store: JobStore, audit_as: AuditAs, name: str, change: Use
 
 
 async def set_password(store: JobStore, audit_as: AuditAs, name: str, password: str) -> None:
-    hashed = hash_password(password)
+    hashed = await anyio.to_thread.run_sync(hash_password, password)
     if not await store.user_set_password(name, hashed, audit_as("user.passwd", f"user:{name}")):
         raise LookupError(f"no user {name!r}")
 
