@@ -64,6 +64,8 @@ def check_name(name: str, what: str = "user name") -> str:
         raise ValueError(f"{what}: control or separator characters are not allowed (found U+{ord(bad):04X})")
     if name != name.strip():
         raise ValueError(f"{what}: no leading or trailing spaces")
+    if "/" in name or "\\" in name:
+        raise ValueError(f"{what}: '/' and '\\' are not allowed (names are parts of URLs)")
     if name.startswith("cli:") or name == SHARED_TOKEN_ACTOR:
         raise ValueError(f"{what}: {name!r} is reserved for the audit log's actors")
     return name

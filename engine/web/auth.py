@@ -185,8 +185,9 @@ class Auth:
         if credential is not None:  # a shared token's or local mode's: its key must still sign it
             if credential not in self._keys or not hmac.compare_digest(signature, self._sign(credential, session)):
                 return None
-            name = LOCAL if credential == LOCAL else SHARED_TOKEN_ACTOR
-            return Principal(name, Role(found["role"]), "session", False, session, self._csrf(session))
+            if credential == LOCAL:
+                return Principal(LOCAL, Role.OPERATOR, "local", False, session, self._csrf(session))
+            return Principal(SHARED_TOKEN_ACTOR, Role(found["role"]), "session", False, session, self._csrf(session))
         if signature:  # a user's cookie is the bare id: anything else was not issued here
             return None
         return Principal(found["user_name"], Role(found["role"]), "session", found["can_view_args"], session,
