@@ -112,16 +112,21 @@ async def test_the_audit_api_filters_and_pages_newest_first(dashboard: Dashboard
     assert page.count('data-audit="') == 3 and "queue:q1" in page
 
 
-async def test_the_pruner_deletes_audit_rows_past_their_retention(dashboard: Dashboard) -> None:
+async def test_the_pruner_deletes_audit_rows_past_their_retention_and_expired_sessions(dashboard: Dashboard) -> None:
     store = dashboard.engine.store
     await store.audit(setup_entry("old.thing"))
     await store.audit(setup_entry("new.thing"))
     async with store.pool.acquire() as conn:
         await conn.execute(f"UPDATE \"{store.schema}\".audit_log SET at = now() - interval '400 days' "
                            "WHERE action = 'old.thing'")
+    await store.session_add(b"e" * 32, None, "viewer", "dashboard.readonly_token", -1.0)  # expired
+    await store.session_add(b"l" * 32, None, "viewer", "dashboard.readonly_token", 3600.0)
     pruner = Pruner(store, RetentionConfig(audit=365 * 86400.0, batch_size=1))
     assert await pruner.prune_audit_once() == 1
     assert [r["action"] for r in await store.audit_list()] == ["new.thing"]
+    assert await store.session_get(b"e" * 32) is None and await store.session_get(b"l" * 32) is not None
+    async with store.pool.acquire() as conn:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{store.schema}".sessions') == 1
 
 
 def _cli(pg_url: str, schema: str, tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
