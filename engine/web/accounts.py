@@ -175,6 +175,9 @@ async def users_api_action(request: web.Request) -> web.Response:
 
 def _audit_filters(query: Mapping[str, str]) -> dict[str, Any]:
     filters: dict[str, Any] = {name: query.get(name) or None for name in ("actor", "action", "target")}
+    for name, value in filters.items():
+        if value is not None and (len(value) > 200 or "\x00" in value):
+            raise BadRequest(f"{name}: at most 200 characters, no NUL")
     since, before = query.get("since"), query.get("before")
     if since:
         try:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import anyio
 from aiohttp import web
 
-from engine.core.accounts import SHARED_TOKEN_ACTOR, Role, token_digest
+from engine.core.accounts import SHARED_TOKEN_ACTOR, Role, check_name, token_digest
 from engine.core.config import DashboardConfig
 from engine.db.store import JobStore
 from engine.web.throttle import LoginThrottle, TrustedProxies
@@ -153,7 +153,10 @@ class Auth:
         if not self.proxies.trusts(request.remote):
             raise AuthError(403, f"{header} is believed only from dashboard.trusted_proxies; "
                                  f"this request came from {request.remote}")
-        user = await self.store.user_get(name)
+        try:
+            user = await self.store.user_get(check_name(name))
+        except ValueError:
+            user = None
         if user is None or user["disabled"]:
             raise AuthError(403, f"single sign-on: no enabled user named {name[:100]!r} "
                                  "(add one with `jobengine users add`)")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import anyio.to_thread
 from aiohttp import web
 
-from engine.core.accounts import SHARED_TOKEN_ACTOR, AuditEntry, Role, verify_password
+from engine.core.accounts import SHARED_TOKEN_ACTOR, AuditEntry, Role, check_name, verify_password
 from engine.web.audit import record
 from engine.web.auth import COOKIE, Auth, Principal, set_session_cookie
 from engine.web.context import AUTH, ENGINE, PRINCIPAL, SETTINGS, principal_of, render, safe_next
@@ -36,7 +36,10 @@ async def _check(auth: Auth, user: str, secret: str) -> Principal | None:
     if not user:
         role = auth.role_for_token(secret.strip()) if secret.strip() else None
         return Principal(SHARED_TOKEN_ACTOR, role, "session") if role is not None else None
-    found = await auth.store.user_get(user)
+    try:  # a name no user could have (a NUL, a control character) is not looked up at all
+        found = await auth.store.user_get(check_name(user))
+    except ValueError:
+        found = None
     usable = found is not None and not found["disabled"]
     stored = found["password_hash"] if usable and found else None
     # argon2id takes a CPU-bound fraction of a second: off the event loop, which runs the

@@ -43,10 +43,12 @@ async def add_user(store: JobStore, audit_as: AuditAs, name: str, role: str, *, 
 
 
 async def remove_user(store: JobStore, audit_as: AuditAs, name: str) -> None:
+    check_name(name)
     _outcome(await store.user_remove(name, audit_as("user.remove", f"user:{name}")), name)
 
 
 async def change_user(store: JobStore, audit_as: AuditAs, name: str, change: UserChange) -> None:
+    check_name(name)
     if change.role is not None:
         Role.parse(change.role)
     fields = {k: v for k, v in (("role", change.role), ("can_view_args", change.can_view_args),
@@ -57,6 +59,7 @@ async def change_user(store: JobStore, audit_as: AuditAs, name: str, change: Use
 
 
 async def set_password(store: JobStore, audit_as: AuditAs, name: str, password: str) -> None:
+    check_name(name)
     hashed = await anyio.to_thread.run_sync(hash_password, password)
     if not await store.user_set_password(name, hashed, audit_as("user.passwd", f"user:{name}")):
         raise LookupError(f"no user {name!r}")
@@ -64,6 +67,7 @@ async def set_password(store: JobStore, audit_as: AuditAs, name: str, password: 
 
 async def new_token_for(store: JobStore, audit_as: AuditAs, user: str, name: str = "api") -> str:
     """A new API token for ``user``: returned once, only its digest is stored."""
+    check_name(user)
     check_name(name, "token name")
     token = new_token()
     if await store.token_add(user, name, token_digest(token), audit_as("token.add", f"user:{user}", name=name)) is None:
@@ -72,6 +76,9 @@ async def new_token_for(store: JobStore, audit_as: AuditAs, user: str, name: str
 
 
 async def revoke_tokens(store: JobStore, audit_as: AuditAs, user: str, name: str | None = None) -> list[int]:
+    check_name(user)
+    if name is not None:
+        check_name(name, "token name")
     ids = await store.token_revoke(user, name, audit_as("token.revoke", f"user:{user}", name=name))
     if not ids:
         which = f"named {name!r} " if name else ""

@@ -249,3 +249,14 @@ async def test_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_thrott
                              headers={"X-Forwarded-For": f"198.51.100.{i}"}) as response:
             statuses.append(response.status)
     assert statuses[:10] == [401] * 10 and statuses[10] == 429
+
+
+async def test_names_no_user_could_have_are_refused_before_the_database(dashboard: Dashboard, http) -> None:
+    ada = await add_member(dashboard.engine.store, "ada", "admin")
+    async with http.post(dashboard.url + "/login", data={"user": "a\x00b", "token": "x"}) as response:
+        assert response.status == 401
+    for path in ("/api/users/a%00b/remove", "/api/users/a%00b/token", "/api/users/%1b%5b31m/password"):
+        async with http.post(dashboard.url + path, headers=ada.bearer, json={"password": "x"}) as response:
+            assert response.status == 400, path
+    async with http.get(dashboard.url + "/api/audit?actor=%00", headers=ada.bearer) as response:
+        assert response.status == 400 and "NUL" in (await response.json())["error"]
