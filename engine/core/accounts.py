@@ -26,8 +26,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 MAX_NAME = 100
 MAX_PASSWORD = 1024
 TOKEN_PREFIX = "je_"
-# The name the shared dashboard tokens (dashboard.token, readonly_token) act under.
+# The name the shared dashboard tokens (dashboard.token, readonly_token) act under, and the
+# one of local mode (no token configured, loopback only).
 SHARED_TOKEN_ACTOR = "token"
+LOCAL_ACTOR = "local"
 
 # argon2-cffi's defaults are RFC 9106's second recommendation (argon2id, 64 MiB, t=3).
 _HASHER = PasswordHasher()
@@ -66,7 +68,7 @@ def check_name(name: str, what: str = "user name") -> str:
         raise ValueError(f"{what}: no leading or trailing spaces")
     if "/" in name or "\\" in name:
         raise ValueError(f"{what}: '/' and '\\' are not allowed (names are parts of URLs)")
-    if name.startswith("cli:") or name == SHARED_TOKEN_ACTOR:
+    if what == "user name" and (name.startswith("cli:") or name in (SHARED_TOKEN_ACTOR, LOCAL_ACTOR)):
         raise ValueError(f"{what}: {name!r} is reserved for the audit log's actors")
     return name
 

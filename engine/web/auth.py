@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import anyio
 from aiohttp import web
 
-from engine.core.accounts import SHARED_TOKEN_ACTOR, Role, check_name, token_digest
+from engine.core.accounts import LOCAL_ACTOR, SHARED_TOKEN_ACTOR, Role, check_name, token_digest
 from engine.core.config import DashboardConfig
 from engine.db.store import JobStore
 from engine.web.throttle import LoginThrottle, TrustedProxies
@@ -46,7 +46,7 @@ CSRF_HEADER = "X-CSRF-Token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # What a session row records as its credential (never the credential itself).
 SHARED = {Role.OPERATOR: "dashboard.token", Role.VIEWER: "dashboard.readonly_token"}
-LOCAL = "local"
+LOCAL = LOCAL_ACTOR
 READ_ONLY = "read-only access: this action needs the operator role"
 # Password checks (argon2id, 64 MiB each) running at once in this process.
 HASH_SLOTS = 2

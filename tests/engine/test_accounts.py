@@ -15,7 +15,7 @@ def test_each_role_may_do_what_the_roles_before_it_may() -> None:
 
 
 @pytest.mark.parametrize("name", ["", "x" * 101, "a\x00b", "a\nb", "\x1b[31mred", "a\u2028b", "zero\u200bwidth",
-                                  " padded", "token", "cli:root", "x/../../jobs/5", "a\\b"])
+                                  " padded", "token", "local", "cli:root", "x/../../jobs/5", "a\\b"])
 def test_names_are_printable_and_not_reserved(name: str) -> None:
     with pytest.raises(ValueError):
         check_name(name)

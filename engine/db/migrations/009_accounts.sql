@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS {schema}.sessions (
     user_name      text REFERENCES {schema}.users (name) ON DELETE CASCADE,
     -- The role a shared-token session was granted; a user's session takes the user's role.
     role           text        NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
-    -- For shared-token sessions: a fingerprint of the token, so rotating it ends them.
+    -- Which shared credential a session was opened with ('dashboard.token',
+    -- 'dashboard.readonly_token' or 'local'; never the credential itself). Such a cookie also
+    -- carries an HMAC keyed by that token, so rotating the token ends its sessions.
     credential     text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL
