@@ -8,6 +8,7 @@
     jobengine retry 42 | cancel 42       operate on one job
     jobengine stats                      counts per queue and state
     jobengine cron                       cron entries and their next runs
+    jobengine users add alice --role operator   accounts for the dashboard and API
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ import anyio
 import structlog
 
 from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
+from engine.cli.users import add_users_arguments, cli_entry, run_users_command
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.documents import classify_payload, loads_document_text
 from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
 from engine.db.embedded import EmbeddedPostgresError
+from engine.db.store import JobStore
 from engine.engine import Engine
 from engine.web.server import serve_unless_busy
 
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stats", parents=[common], help="job counts per queue and state")
     add_cron_arguments(commands.add_parser("cron", parents=[common],
                                            help="cron entries with their next run times; add/enable/disable"))
+    add_users_arguments(commands.add_parser("users", parents=[common],
+                                            help="dashboard and API accounts: add/list/remove/passwd/token/revoke"))
     return parser
 
 
@@ -193,6 +198,7 @@ async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
     spec = replace(spec, **{k: v for k, v in overrides.items() if v is not None})
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         (job,) = await engine.enqueue_many([spec])
+        await _store(engine).audit(cli_entry("job.enqueue", f"job:{job.id}", kind=job.kind, queue=job.queue))
     _print(args, job_json(job), lambda d: f"enqueued job {d['id']} ({d['kind']}) on {d['queue']}: {d['state']}")
     return 0
 
@@ -219,6 +225,8 @@ async def run_job_action(config: Config, args: argparse.Namespace) -> int:
             return 0
         action: Callable[[int], Coroutine[Any, Any, bool]] = getattr(engine, args.command)
         done = await action(args.job_id)
+        if done:
+            await _store(engine).audit(cli_entry(f"job.{args.command}", f"job:{args.job_id}"))
     verb = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}[args.command]
     failed = f"was not {verb} (finished, executing or absent)"
     _print(args, {"id": args.job_id, verb: done}, lambda d: f"job {d['id']} {verb if done else failed}")
@@ -238,11 +246,24 @@ async def run_cron(config: Config, args: argparse.Namespace) -> int:
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         if args.action != "list":
             data, text = await run_cron_command(engine, args)
+            await _store(engine).audit(cli_entry(f"cron.{args.action}", f"cron:{args.name}"))
             _print(args, data, lambda _d: text)
             return 0
         entries = await list_cron_entries(engine)
     _print(args, entries, lambda data: _table(data, list(data[0]) if data else []) if data else "no cron entries")
     return 0
+
+
+async def run_users(config: Config, args: argparse.Namespace) -> int:
+    async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
+        data, text = await run_users_command(_store(engine), args)
+    _print(args, data, lambda _d: text)
+    return 0
+
+
+def _store(engine: Engine) -> JobStore:
+    assert engine.store is not None, "a started engine has its store"
+    return engine.store
 
 
 def job_json(job: Job, *, full: bool = False) -> dict[str, Any]:
@@ -275,6 +296,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "start": run_start, "migrate": run_migrate, "enqueue": run_enqueue, "jobs": run_jobs,
     "retry": run_job_action, "cancel": run_job_action, "delete": run_job_action, "show": run_job_action,
-    "stats": run_stats, "cron": run_cron,
+    "stats": run_stats, "cron": run_cron, "users": run_users,
 }
 

@@ -4,6 +4,7 @@ validated once into a frozen object. Unknown keys are errors that name the key."
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -150,6 +151,21 @@ class DashboardConfig(Section):
     session_ttl: Duration = Field(12 * 3600.0, gt=0)
     # Counts per queue and state are exact up to this, then estimated (shown with ~).
     count_cap: int = Field(10_000, ge=100)
+    # Single sign-on: a proxy in trusted_proxies names the user in this header (e.g.
+    # "X-Forwarded-User"); only existing users are believed, and only from those addresses,
+    # which are also the only peers whose X-Forwarded-For is taken as the client address.
+    trusted_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,100}$")
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
 
 
 class LoggingConfig(Section):
@@ -161,6 +177,8 @@ class RetentionConfig(Section):
     completed: Duration = 7 * 86400.0
     cancelled: Duration = 7 * 86400.0
     discarded: Duration = 30 * 86400.0
+    # Audit log rows (and expired login sessions) are deleted after this.
+    audit: Duration = 365 * 86400.0
     interval: Duration = 60.0
     batch_size: int = Field(5_000, ge=1)
 

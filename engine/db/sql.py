@@ -790,6 +790,130 @@ ORDER BY j.id LIMIT $1
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 
+# --- accounts and the audit log ----------------------------------------------------------
+# Users, their API tokens and login sessions, and the audit log (migration 009;
+# engine/db/account_rows.py is the only caller).
+
+# Add user $1 with role $2, can_view_args $3, password hash $4; no row when the name is taken.
+USER_INSERT = """
+INSERT INTO {schema}.users (name, role, can_view_args, password_hash) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING RETURNING name
+"""
+
+# Every user with how many live tokens and sessions they hold, by name.
+USER_LIST = """
+SELECT u.name, u.role, u.can_view_args, u.disabled, u.created_at, u.password_hash IS NOT NULL AS has_password,
+       (SELECT count(*) FROM {schema}.api_tokens t WHERE t.user_name = u.name AND t.revoked_at IS NULL) AS tokens,
+       (SELECT max(t.last_used_at) FROM {schema}.api_tokens t WHERE t.user_name = u.name) AS token_last_used
+FROM {schema}.users u ORDER BY u.name
+"""
+
+# User $1 with its password hash (for a login).
+USER_GET = "SELECT name, role, can_view_args, password_hash, disabled FROM {schema}.users WHERE name = $1"
+
+# First statement of a change that could leave no admin: lock every admin row, so two
+# concurrent removals of the last two admins cannot both pass the count that follows.
+USER_LOCK_ADMINS = "SELECT name FROM {schema}.users WHERE role = 'admin' ORDER BY name FOR UPDATE"
+
+# Enabled admins other than $1.
+USER_COUNT_OTHER_ADMINS = """
+SELECT count(*) FROM {schema}.users WHERE role = 'admin' AND NOT disabled AND name <> $1
+"""
+
+# Remove user $1 (its tokens and sessions go with it, by the foreign keys).
+USER_DELETE = "DELETE FROM {schema}.users WHERE name = $1 RETURNING role"
+
+# Set user $1's password hash to $2.
+USER_SET_PASSWORD = "UPDATE {schema}.users SET password_hash = $2, updated_at = now() WHERE name = $1 RETURNING name"
+
+# Change user $1: role $2, can_view_args $3, disabled $4 (each NULL: unchanged); returns the old row.
+USER_UPDATE = """
+UPDATE {schema}.users AS u SET role = coalesce($2, u.role), can_view_args = coalesce($3, u.can_view_args),
+       disabled = coalesce($4, u.disabled), updated_at = now()
+FROM {schema}.users AS old WHERE u.name = $1 AND old.name = u.name
+RETURNING old.role, old.can_view_args, old.disabled
+"""
+
+# Add an API token for user $1 named $2 with SHA-256 $3.
+TOKEN_INSERT = "INSERT INTO {schema}.api_tokens (user_name, name, token_hash) VALUES ($1, $2, $3) RETURNING id"
+
+# Revoke user $1's live tokens named $2 ($2 NULL: all of them); returns their ids.
+TOKEN_REVOKE = """
+UPDATE {schema}.api_tokens SET revoked_at = now()
+WHERE user_name = $1 AND ($2::text IS NULL OR name = $2) AND revoked_at IS NULL RETURNING id
+"""
+
+# User $1's tokens, newest first (never the hash).
+TOKEN_LIST = """
+SELECT id, name, created_at, last_used_at, revoked_at FROM {schema}.api_tokens WHERE user_name = $1 ORDER BY id DESC
+"""
+
+# The live token with SHA-256 $1 and its enabled user; ``stale`` when its last use is
+# older than a minute (only then is it worth writing the new one).
+TOKEN_LOOKUP = """
+SELECT t.id, u.name, u.role, u.can_view_args,
+       t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds' AS stale
+FROM {schema}.api_tokens t JOIN {schema}.users u ON u.name = t.user_name
+WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND NOT u.disabled
+"""
+
+# Note that token $1 was used, at most once a minute (an API client polling every second
+# must not turn every read into a write).
+TOKEN_TOUCH = """
+UPDATE {schema}.api_tokens SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')
+"""
+
+# A session with id hash $1 for user $2 (NULL: a shared token) with role $3, credential
+# fingerprint $4, lasting $5 seconds.
+SESSION_INSERT = """
+INSERT INTO {schema}.sessions (id_hash, user_name, role, credential, expires_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+"""
+
+# The unexpired session with id hash $1; a user's session only while the user is enabled,
+# and with the user's current role and flag (a role change applies at once).
+SESSION_GET = """
+SELECT s.user_name, coalesce(u.role, s.role) AS role, coalesce(u.can_view_args, false) AS can_view_args,
+       s.credential
+FROM {schema}.sessions s LEFT JOIN {schema}.users u ON u.name = s.user_name
+WHERE s.id_hash = $1 AND s.expires_at > now() AND (s.user_name IS NULL OR NOT u.disabled)
+"""
+
+# End the session with id hash $1 (logout).
+SESSION_DELETE = "DELETE FROM {schema}.sessions WHERE id_hash = $1"
+
+# End every session of user $1 (password changed, disabled, role changed).
+SESSION_DELETE_FOR_USER = "DELETE FROM {schema}.sessions WHERE user_name = $1"
+
+# Forget sessions that expired (the pruner); at most $1 rows.
+SESSION_PRUNE_EXPIRED = """
+DELETE FROM {schema}.sessions WHERE id_hash = ANY (ARRAY(
+    SELECT id_hash FROM {schema}.sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1))
+"""
+
+# Append one audit row: actor $1, role $2, action $3, target $4, details $5 (a JSON object).
+AUDIT_INSERT = """
+INSERT INTO {schema}.audit_log (actor, role, action, target, details) VALUES ($1, $2, $3, $4, $5::jsonb)
+"""
+
+# Audit rows newest first: actor $1, action $2, target $3 (each NULL: any), at or after $4,
+# id below $5 (the page cursor), at most $6 rows.
+AUDIT_LIST = """
+SELECT id, at, actor, role, action, target, details FROM {schema}.audit_log
+WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2)
+  AND ($3::text IS NULL OR target = $3) AND ($4::timestamptz IS NULL OR at >= $4)
+  AND ($5::bigint IS NULL OR id < $5)
+ORDER BY id DESC LIMIT $6
+"""
+
+# Delete audit rows older than $1 seconds, at most $2 per statement (oldest first, by the at index).
+AUDIT_PRUNE = """
+DELETE FROM {schema}.audit_log WHERE id = ANY (ARRAY(
+    SELECT id FROM {schema}.audit_log WHERE at < now() - make_interval(secs => $1) ORDER BY at LIMIT $2))
+"""
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -858,6 +982,27 @@ class Statements:
     DEPENDENCY_RESOLVE_JOBS: str
     DEPENDENCY_LIST_SETTLED: str
     NOTIFY: str
+    USER_INSERT: str
+    USER_LIST: str
+    USER_GET: str
+    USER_LOCK_ADMINS: str
+    USER_COUNT_OTHER_ADMINS: str
+    USER_DELETE: str
+    USER_SET_PASSWORD: str
+    USER_UPDATE: str
+    TOKEN_INSERT: str
+    TOKEN_REVOKE: str
+    TOKEN_LIST: str
+    TOKEN_LOOKUP: str
+    TOKEN_TOUCH: str
+    SESSION_INSERT: str
+    SESSION_GET: str
+    SESSION_DELETE: str
+    SESSION_DELETE_FOR_USER: str
+    SESSION_PRUNE_EXPIRED: str
+    AUDIT_INSERT: str
+    AUDIT_LIST: str
+    AUDIT_PRUNE: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

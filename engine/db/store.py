@@ -4,7 +4,7 @@ Every method is one named statement from :mod:`engine.db.sql` (or a short transa
 them) plus the Python needed to pass parameters and read rows. Callers never see SQL.
 Cron rows, dashboard reads and dependency bookkeeping live in their own modules
 (:mod:`engine.db.cron_rows`, :mod:`engine.db.dashboard_reads`,
-:mod:`engine.db.dependency_rows`) as parts of the one :class:`JobStore`.
+:mod:`engine.db.dependency_rows`, :mod:`engine.db.account_rows`) as parts of the one :class:`JobStore`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncpg
 from engine.core.acks import Ack
 from engine.core.job import Job, JobState
 from engine.db import sql
+from engine.db.account_rows import AccountRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
 from engine.db.dashboard_reads import DashboardReads
@@ -43,7 +44,7 @@ class StoreHooks:
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads):
+class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 

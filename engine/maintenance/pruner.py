@@ -15,8 +15,9 @@ log = structlog.get_logger("jobengine.pruner")
 
 class Pruner:
     """Every ``retention.interval``: delete completed, cancelled and discarded jobs older
-    than their retention, ``batch_size`` rows per statement, so no prune holds many locks
-    or one long transaction however much has piled up.
+    than their retention (and audit rows older than ``retention.audit``), ``batch_size``
+    rows per statement, so no prune holds many locks or one long transaction however much
+    has piled up.
 
     Example::
 
@@ -39,6 +40,20 @@ class Pruner:
                 return total
             await anyio.lowlevel.checkpoint()  # let job work in between batches
 
+    async def prune_audit_once(self) -> int:
+        """Delete audit rows older than ``retention.audit`` and expired login sessions, in
+        batches; returns how many audit rows went."""
+        total = 0
+        while True:
+            deleted = await self.store.audit_prune(self.config.audit, self.config.batch_size)
+            total += deleted
+            if deleted < self.config.batch_size:
+                break
+            await anyio.lowlevel.checkpoint()
+        while await self.store.session_prune(self.config.batch_size) >= self.config.batch_size:
+            await anyio.lowlevel.checkpoint()
+        return total
+
     async def run(self) -> None:
         """Prune on the interval until cancelled; never ends on a database fault."""
         while True:
@@ -46,6 +61,9 @@ class Pruner:
                 deleted = await self.prune_once()
                 if deleted:
                     log.info("pruned finished jobs", count=deleted)
+                audited = await self.prune_audit_once()
+                if audited:
+                    log.info("pruned audit log rows", count=audited)
             except Exception as exc:  # the next round retries
                 log_fault(log, "pruning failed", exc)
             await anyio.sleep(self.config.interval)

@@ -12,6 +12,7 @@ import structlog
 
 from engine.core.job import Job
 from engine.engine import Engine
+from engine.web.audit import record
 from engine.web.auth import Principal
 from engine.web.present import STATES
 from engine.web.stores import job_store
@@ -25,6 +26,8 @@ MAX_BULK_IDS = 500
 # A bulk action on "everything matching the filter" touches at most this many jobs per request.
 MAX_BULK_FILTERED = 10_000
 MAX_TEXT = 200
+# A bulk action's audit row lists at most this many of its ids (the count is always exact).
+MAX_AUDIT_IDS = 100
 
 
 class BulkResult(TypedDict):
@@ -159,7 +162,9 @@ async def job_action(engine: Engine, principal: Principal, action: str, job_id: 
         raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
     if not done:
         raise Conflict(_refusal(action, job))
-    log.info("job action", action=action, job_id=job_id, role=principal.role.value, via=principal.via)
+    log.info("job action", action=action, job_id=job_id, actor=principal.name, role=principal.role.value,
+             via=principal.via)
+    await record(engine, principal, f"job.{action}", f"job:{job_id}", kind=job.kind, queue=job.queue)
     return None if action == "delete" else await engine.get(job_id)
 
 
@@ -200,7 +205,10 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
         rest = executing if flt is not None else [i for i in selected if i not in set(changed)]
         changed += [job_id for job_id in rest if await engine.cancel(job_id, "cancelled from the dashboard")]
     log.info("bulk job action", action=action, selected=len(selected), changed=len(changed),
-             role=principal.role.value, via=principal.via)
+             actor=principal.name, role=principal.role.value, via=principal.via)
+    scope: dict[str, Any] = {"filter": flt.query()} if flt is not None else {"ids": selected[:MAX_AUDIT_IDS]}
+    await record(engine, principal, "job.bulk", None, action=action, **scope, selected=len(selected),
+                 count=len(changed))
     return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more}
 
 
@@ -208,6 +216,7 @@ async def queue_action(engine: Engine, principal: Principal, name: str, action: 
                        concurrency: object = None) -> None:
     if not name or len(name) > MAX_TEXT:
         raise BadRequest(f"queue: 1 to {MAX_TEXT} characters")
+    details: dict[str, int] = {}
     if action == "pause":
         await engine.pause(name)
     elif action == "resume":
@@ -217,6 +226,9 @@ async def queue_action(engine: Engine, principal: Principal, name: str, action: 
         if value is None or isinstance(concurrency, bool):
             raise BadRequest("concurrency: required, an integer from 1 to 10000")
         await engine.scale(name, value)
+        details["concurrency"] = value
     else:
         raise NotFound(f"unknown queue action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}")
-    log.info("queue action", action=action, queue=name, concurrency=concurrency, role=principal.role.value)
+    log.info("queue action", action=action, queue=name, concurrency=concurrency, actor=principal.name,
+             role=principal.role.value)
+    await record(engine, principal, f"queue.{action}", f"queue:{name}", **details)

@@ -12,7 +12,9 @@ from aiohttp import web
 from engine.queues.threads import ThreadPools
 from engine.web import actions
 from engine.web import cron as cron_entries
+from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import BadRequest, JobFilter
+from engine.web.audit import record
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
 from engine.web.metrics import CONTENT_TYPE, Gauge
 from engine.web.openapi import openapi_document
@@ -48,9 +50,10 @@ def _job_id(request: web.Request) -> int:
 
 async def list_jobs(request: web.Request) -> web.Response:
     flt = JobFilter.parse(request.query)
+    check_filter(principal_of(request), flt)
     jobs, more = await actions.list_jobs(request.app[ENGINE], flt)
     secrets = request.app[ENGINE].secrets
-    rows = [job_summary(job, secrets) for job in jobs]
+    rows = visible_jobs(principal_of(request), [job_summary(job, secrets) for job in jobs])
     cursor = None
     if more and rows:
         cursor = {("after" if flt.ascending else "before"): rows[-1]["id"]}
@@ -65,12 +68,15 @@ async def enqueue(request: web.Request) -> web.Response:
     except ValueError as exc:  # DocumentError, EnqueueError, SecretValueInArgsError: the message names it
         raise actions.Unprocessable(str(exc)[:2000]) from None
     request.app[SNAPSHOTS].invalidate()
+    await record(request.app[ENGINE], principal_of(request), "job.enqueue", f"job:{job.id}", kind=job.kind,
+                 queue=job.queue)
     return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     job, extra, children = await actions.get_job(request.app[ENGINE], _job_id(request))
-    return web.json_response({"job": job_detail(job, extra, children, request.app[ENGINE].secrets)})
+    detail = job_detail(job, extra, children, request.app[ENGINE].secrets)
+    return web.json_response({"job": visible_job(principal_of(request), detail)})
 
 
 async def job_action(request: web.Request) -> web.Response:

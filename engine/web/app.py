@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from importlib import resources
 
 import asyncpg
@@ -19,9 +20,10 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import api, pages, present
+from engine.web import accounts, api, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -42,12 +44,14 @@ from engine.web.context import (
 )
 from engine.web.metrics import Metrics
 from engine.web.snapshot import Snapshots
+from engine.web.stores import job_store
 
 log = structlog.get_logger("jobengine.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 MAX_BODY = 2 * 1024 * 1024
 
@@ -97,11 +101,11 @@ def _headers(request: web.Request, response: web.StreamResponse) -> None:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route but /healthz needs credentials; POSTs also pass the origin, CSRF and
-    role checks. /login is reachable to present credentials."""
+    role checks (operator, except logging out). /login is reachable to present credentials."""
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     auth = request.app[AUTH]
-    principal = auth.authenticate(request)
+    principal = await auth.authenticate(request)
     request[PRINCIPAL] = principal
     if request.path == LOGIN_PATH:
         if request.method == "POST":
@@ -110,15 +114,18 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if principal is None:
         raise AuthError(401, "authentication required: log in, or send Authorization: Bearer <token>")
     new_cookie = None
-    if principal.via == "local" and request.method == "GET" and not wants_json(request):
-        # Local mode: give the browser a session so its forms carry a CSRF token.
-        new_cookie, principal = auth.new_session(principal.role)
+    if principal.via in ("local", "sso") and principal.csrf is None and request.method == "GET" \
+            and not wants_json(request):
+        # Local mode and single sign-on: give the browser a session so its forms carry a CSRF token.
+        new_cookie, session = await auth.new_session(principal.name, principal.role, user=principal.via == "sso")
+        principal = replace(principal, session=session.session, csrf=session.csrf)
         request[PRINCIPAL] = principal
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         form = await request.post() if request.content_type in (
             "application/x-www-form-urlencoded", "multipart/form-data") else {}
         value = form.get(CSRF_FIELD)
-        auth.check_unsafe(request, principal, value if isinstance(value, str) else None)
+        needs = Role.VIEWER if request.path == LOGOUT_PATH else Role.OPERATOR
+        auth.check_unsafe(request, principal, value if isinstance(value, str) else None, needs=needs)
     response = await handler(request)
     if new_cookie is not None:
         set_session_cookie(response, request, new_cookie, request.app[SETTINGS].session_ttl)
@@ -184,7 +191,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     app = web.Application(middlewares=[security, authenticate], client_max_size=MAX_BODY)
     app[ENGINE] = engine
     app[SETTINGS] = settings
-    app[AUTH] = Auth(settings)
+    app[AUTH] = Auth(settings, job_store(engine))
     app[SNAPSHOTS] = Snapshots(engine, ttl=min(settings.refresh_interval, 5.0), cap=settings.count_cap)
     app[METRICS] = Metrics()
     app[TEMPLATES] = _templates()
@@ -192,6 +199,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     app.router.add_get("/static/{filename}", static_file)
     pages.add_routes(app)
     api.add_routes(app)
+    accounts.add_routes(app)
     detach = app[METRICS].attach(engine.events)
 
     async def _detach(_app: web.Application) -> None:

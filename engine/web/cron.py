@@ -13,6 +13,7 @@ import structlog
 
 from engine.engine import Engine
 from engine.web.actions import CRON_ACTIONS, BadRequest, NotFound
+from engine.web.audit import record
 from engine.web.auth import Principal
 from engine.web.stores import cron_store
 
@@ -49,5 +50,8 @@ async def cron_action(engine: Engine, principal: Principal, name: str, action: s
             raise BadRequest(f"cron entry {name!r}: {exc}") from None
     else:
         raise NotFound(f"unknown cron action {action!r}; use one of {', '.join(CRON_ACTIONS)}")
-    log.info("cron action", action=action, entry=name, role=principal.role.value, via=principal.via)
+    log.info("cron action", action=action, entry=name, actor=principal.name, role=principal.role.value,
+             via=principal.via)
+    await record(engine, principal, f"cron.{action}", f"cron:{name}",
+                 **({"job_id": result["job_id"]} if "job_id" in result else {}))
     return result

@@ -215,8 +215,9 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobengine", "version": "1", "description": (
-            "Operate jobengine over HTTP. Authenticate with `Authorization: Bearer <token>` "
-            "(dashboard.token: operator; dashboard.readonly_token: read-only). State-changing "
+            "Operate jobengine over HTTP. Authenticate with `Authorization: Bearer <token>`: a "
+            "user's API token (`jobengine users token NAME`; the user's role applies), dashboard.token "
+            "(an operator) or dashboard.readonly_token (a viewer). State-changing "
             "requests are POSTs; from a browser session they also need the X-CSRF-Token header.")},
         "security": [{"bearer": []}],
         "paths": _paths(),

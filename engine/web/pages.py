@@ -12,9 +12,10 @@ from aiohttp import web
 from engine.core.secrets import Secrets
 from engine.web import actions
 from engine.web import cron as cron_entries
+from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import JobFilter
-from engine.web.auth import COOKIE, set_session_cookie
-from engine.web.context import AUTH, ENGINE, PRINCIPAL, SETTINGS, SNAPSHOTS, principal_of, render, safe_next, url
+from engine.web.context import ENGINE, SNAPSHOTS, principal_of, render, safe_next, url
+from engine.web.login import login, login_page, logout
 from engine.web.present import job_detail, job_summary
 
 NOTICES = {
@@ -51,8 +52,9 @@ async def overview_partial(request: web.Request) -> web.Response:
 
 async def _job_list_context(request: web.Request) -> dict[str, Any]:
     flt = JobFilter.parse(request.query)
+    check_filter(principal_of(request), flt)
     jobs, more = await actions.list_jobs(request.app[ENGINE], flt)
-    rows = [job_summary(job, _secrets(request)) for job in jobs]
+    rows = visible_jobs(principal_of(request), [job_summary(job, _secrets(request)) for job in jobs])
     next_page = prev_page = None
     if rows:
         forward, back = ("after", "before") if flt.ascending else ("before", "after")
@@ -80,7 +82,7 @@ async def jobs_partial(request: web.Request) -> web.Response:
 async def _job_context(request: web.Request) -> dict[str, Any]:
     job_id = _job_id(request)
     job, extra, children = await actions.get_job(request.app[ENGINE], job_id)
-    return {"job": job_detail(job, extra, children, _secrets(request))}
+    return {"job": visible_job(principal_of(request), job_detail(job, extra, children, _secrets(request)))}
 
 
 async def job_page(request: web.Request) -> web.Response:
@@ -102,40 +104,6 @@ def _job_id(request: web.Request) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise actions.NotFound(f"no job {raw}")
     return int(raw)
-
-
-# --- login -----------------------------------------------------------------------------------
-
-async def login_page(request: web.Request) -> web.Response:
-    target = safe_next(request.query.get("next"))
-    if request.get(PRINCIPAL) is not None:
-        raise web.HTTPSeeOther(target)
-    return render(request, "login.html", {"error": None, "next": target}, status=401)
-
-
-async def login(request: web.Request) -> web.Response:
-    auth = request.app[AUTH]
-    form = await request.post()
-    target = safe_next(str(form.get("next", "/")))
-    client = request.remote or "?"
-    if not auth.login_allowed(client):
-        return render(request, "login.html", {"error": "Too many failed attempts; wait a minute.",
-                                              "next": target}, status=429)
-    role = auth.role_for_token(str(form.get("token", "")).strip())
-    if role is None:
-        auth.login_failed(client)
-        return render(request, "login.html", {"error": "That token is not valid.", "next": target}, status=401)
-    cookie, _ = auth.new_session(role)
-    response = web.HTTPSeeOther(target)
-    set_session_cookie(response, request, cookie, request.app[SETTINGS].session_ttl)
-    raise response
-
-
-async def logout(request: web.Request) -> web.Response:
-    request.app[AUTH].revoke(principal_of(request))
-    response = web.HTTPSeeOther("/login")
-    response.del_cookie(COOKIE, path="/")
-    raise response
 
 
 # --- actions (POST, then redirect back) -----------------------------------------------------
