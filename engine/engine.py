@@ -27,6 +27,7 @@ from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
+from engine.cron.definitions import DefinitionStore
 from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS
@@ -73,6 +74,7 @@ class Engine:
         self.resources = Resources(self.config)
         self.cron_entries = config_entries(self.config)  # a bad entry fails here, naming it
         self.cron: CronStore | None = None
+        self.definitions: DefinitionStore | None = None  # saved jobs (cron entries among them), once started
         self.executor = Executor(registry=self.registry, resources=self.resources, secrets=self.secrets,
                                  followups=Followups(self.inserter, self.config), events=self.events)
 
@@ -111,6 +113,7 @@ class Engine:
             await self._connect()
             assert self.store is not None
             self.cron = CronStore(self.store, self.inserter, self.cron_entries)
+            self.definitions = DefinitionStore(self.cron)
             if self.processing:
                 self.supervisor = NodeSupervisor(self.config, self.store, self.executor, self.cron, node=self.node)
                 await self.supervisor.start()

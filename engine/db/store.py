@@ -22,6 +22,7 @@ from engine.db import sql
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
 from engine.db.dashboard_reads import DashboardReads
+from engine.db.definition_rows import DefinitionRows
 from engine.db.dependency_rows import DependencyRows
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
@@ -32,7 +33,7 @@ Listener = Callable[[str, str], None]
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads):
+class JobStore(DependencyRows, CronRows, DashboardReads, DefinitionRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 
