@@ -26,8 +26,8 @@ from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
-from engine.cron.schedule import CronEntry
 from engine.cron.definitions import DefinitionStore
+from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS

@@ -54,6 +54,10 @@ class DefinitionInvalid(ValueError):
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
+    @classmethod
+    def single(cls, field: str, message: str) -> DefinitionInvalid:
+        return cls([FieldError(field, message)])
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -95,12 +95,11 @@ class DefinitionRows(StoreBase):
             return int(await conn.fetchval(self.statements.DEFINITION_TALLY, limit))
 
     async def job_edit_waiting(self, job_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply ``changes`` (args, priority, scheduled_at, tags, queue, max_attempts, meta) to
+        """Apply ``changes`` (args, priority, scheduled_at, tags, queue, max_attempts) to
         a job that has not started; None when it is in any other state (nothing changed)."""
         values: Sequence[Any] = (
             json_text(changes["args"]) if "args" in changes else None, changes.get("priority"),
-            changes.get("scheduled_at"), changes.get("tags"), changes.get("queue"), changes.get("max_attempts"),
-            json_text(changes["meta"]) if "meta" in changes else None)
+            changes.get("scheduled_at"), changes.get("tags"), changes.get("queue"), changes.get("max_attempts"))
         async with self.pool.acquire() as conn:
             record = await conn.fetchrow(self.statements.JOB_EDIT_WAITING, job_id, *values)
         return dict(record) if record else None

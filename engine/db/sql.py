@@ -915,7 +915,7 @@ SELECT (SELECT count(*) FROM counted) AS counted, (SELECT count(*) FROM applied)
 """
 
 # Edit a job that has not started. $1 id, $2 args (jsonb text or NULL: keep), $3 priority,
-# $4 scheduled_at, $5 tags, $6 queue, $7 max_attempts (each NULL: keep), $8 meta (NULL: keep).
+# $4 scheduled_at, $5 tags, $6 queue, $7 max_attempts (each NULL: keep).
 # The state guard is the race with the claim: the claim's FOR UPDATE and this UPDATE take
 # the same row lock, and the loser re-checks `state` on the winner's row version, so the
 # edit applies before the claim or matches nothing (409); a running job is never changed.
@@ -924,7 +924,7 @@ JOB_EDIT_WAITING = """
 UPDATE {schema}.jobs AS j
 SET args = coalesce($2::text::jsonb, j.args), priority = coalesce($3, j.priority),
     scheduled_at = coalesce($4, j.scheduled_at), tags = coalesce($5, j.tags), queue = coalesce($6, j.queue),
-    max_attempts = coalesce($7, j.max_attempts), meta = coalesce($8::text::jsonb, j.meta),
+    max_attempts = coalesce($7, j.max_attempts),
     state = CASE WHEN j.state = 'available' AND $4 > now() THEN 'scheduled' ELSE j.state END
 WHERE j.id = $1 AND j.state IN ('scheduled', 'available', 'retryable')
 RETURNING j.id, j.state, j.queue

@@ -1,0 +1,12 @@
+"""Definitions on the dashboard and the API: registers the JSON routes
+(:mod:`engine.web.definitions_api`) and the pages (:mod:`engine.web.definition_pages`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.web import definitions_api
+
+
+def add_routes(app: web.Application) -> None:
+    definitions_api.add_routes(app)
