@@ -4,26 +4,58 @@ cron-triggered definitions."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import pytest
+import pytest_asyncio
 
 from engine.core.acks import Ack, ErrorEntry
 from engine.core.job import Job
 from engine.core.registry import Registry
+from engine.core.secrets import Secrets
 from engine.cron.definition_model import DefinitionInvalid
 from engine.cron.definitions import DefinitionStore
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
+from engine.db.store import JobStore
 from engine.engine import Engine
 from engine.insert.inserter import Inserter
 from engine.maintenance.pruner import Pruner
-from tests.engine.test_cron_ticker import DOC, KIND, FakeClock, entry, inserter, open_queue  # noqa: F401
+from tests.engine.test_cron_ticker import DOC, KIND, FakeClock, entry
 from tests.support.waiting import wait_until
 
 T0 = datetime(2025, 6, 2, 11, 50, tzinfo=UTC)
+
+
+@pytest.fixture
+def inserter() -> Inserter:
+    registry = Registry()
+
+    @registry.handler(KIND, queue="reports")
+    async def probe(job: Job) -> None:
+        return None
+
+    return Inserter(registry, Secrets({}))
+
+
+@pytest_asyncio.fixture
+async def open_queue(pg_url: str, schema: str) -> AsyncIterator[Callable[[], Any]]:
+    """``await open_queue()``: a migrated JobStore on this test's schema, one per node."""
+    stores: list[JobStore] = []
+
+    async def open_one() -> JobStore:
+        store = JobStore(pg_url, schema=schema, pool_size=3)
+        await store.open()
+        await store.migrate()
+        stores.append(store)
+        return store
+
+    yield open_one
+    for store in stores:
+        await store.close()
 
 
 def once(name: str, at: datetime, **fields: Any) -> dict[str, Any]:
