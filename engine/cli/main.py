@@ -27,6 +27,7 @@ import anyio
 import structlog
 
 from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
+from engine.cli.definitions import add_definitions_arguments, run_definitions
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.documents import classify_payload, loads_document_text
 from engine.core.errors import EnqueueError
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stats", parents=[common], help="job counts per queue and state")
     add_cron_arguments(commands.add_parser("cron", parents=[common],
                                            help="cron entries with their next run times; add/enable/disable"))
+    add_definitions_arguments(commands.add_parser("definitions", parents=[common], help="saved jobs: list, show, add, "
+                                                  "update, remove, enable, disable, run, runs"))
     return parser
 
 
@@ -247,6 +250,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "start": run_start, "migrate": run_migrate, "enqueue": run_enqueue, "jobs": run_jobs,
     "retry": run_job_action, "cancel": run_job_action, "delete": run_job_action, "show": run_job_action,
-    "stats": run_stats, "cron": run_cron,
+    "stats": run_stats, "cron": run_cron, "definitions": run_definitions,
 }
 

@@ -55,6 +55,10 @@ class DefinitionInvalid(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
     @classmethod
+    def from_mapping(cls, problems: dict[str, str]) -> DefinitionInvalid:
+        return cls([FieldError(field, message) for field, message in problems.items()])
+
+    @classmethod
     def single(cls, field: str, message: str) -> DefinitionInvalid:
         return cls([FieldError(field, message)])
 

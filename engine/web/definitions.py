@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.web import definitions_api
+from engine.web import definition_pages, definitions_api
 
 
 def add_routes(app: web.Application) -> None:
     definitions_api.add_routes(app)
+    definition_pages.add_routes(app)

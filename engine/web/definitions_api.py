@@ -56,7 +56,7 @@ def handles_errors(handler: Handler) -> Handler:
         except DefinitionConflict as exc:
             return web.json_response({"error": str(exc), "status": 409}, status=409)
         except LookupError as exc:
-            raise NotFound(str(exc).strip("'\"")) from None
+            raise NotFound(str(exc)) from None
     return wrapped
 
 
