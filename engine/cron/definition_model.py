@@ -207,6 +207,13 @@ def next_runs(row: dict[str, Any], now: datetime, count: int = 1) -> list[dateti
     return slots
 
 
+def _document_order(job: Any) -> Any:
+    """jsonb keeps keys in its own order; show jobType and data first, as people write them."""
+    if not isinstance(job, dict):
+        return job
+    return {**{key: job[key] for key in ("jobType", "data") if key in job}, **job}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -220,7 +227,7 @@ def definition_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
                 "at": _iso(row["last_run_at"])}
     return {
         "name": row["name"], "description": row["description"], "tags": list(row["tags"]),
-        "enabled": row["enabled"], "trigger": trigger_json(row), "job": row["job"],
+        "enabled": row["enabled"], "trigger": trigger_json(row), "job": _document_order(row["job"]),
         "source": "api" if row["source"] == "runtime" else row["source"],
         "nextRunAt": _iso(upcoming[0]) if upcoming else None, "lastRun": last,
         "runs": {"total": row["runs_total"], "completed": row["runs_completed"], "failed": row["runs_failed"],

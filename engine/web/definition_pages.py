@@ -30,7 +30,7 @@ def trigger_words(trigger: dict[str, Any]) -> str:
     """A trigger in plain words: a cron schedule as cron-descriptor reads it
     ("At 02:00"), once as its instant, manual as "run by hand"."""
     if trigger["type"] == "once":
-        return f"Once, at {trigger['at'][:16].replace('T', ' ')}"
+        return f"Once, at {trigger['at'][:16].replace('T', ' ')} UTC"
     if trigger["type"] != "cron":
         return "Manual (run by hand)"
     try:

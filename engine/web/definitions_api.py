@@ -195,7 +195,8 @@ def kinds_json(engine: Engine) -> list[dict[str, Any]]:
         doc = inspect.getdoc(model) if model is not None and model.__doc__ else inspect.getdoc(spec.func)
         kinds.append({"kind": spec.kind, "queue": spec.queue, "maxAttempts": spec.max_attempts,
                       "timeout": round(spec.timeout * 1000) if spec.timeout is not None else None,
-                      "description": (doc or "").split("\n\n")[0].replace("\n", " "), "schema": schema})
+                      "description": (doc or "").split("\n\n")[0].replace("\n", " ").replace("``", ""),
+                      "schema": schema})
     return kinds
 
 
