@@ -9,6 +9,7 @@ Not part of the test suite (pytest only collects test_*.py).
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,9 +60,11 @@ async def seed(engine: Engine) -> None:
         state = "discarded" if day in (4, 17) else "completed"
         started = now - timedelta(days=day, hours=3)
         seconds = 41 + (day * 7) % 23
-        errors = ('[{"attempt": 3, "at": "%s", "kind": "error", "error": "ssh: exit status 1\\npg_dump: error: '
-                  'connection to server failed"}]' % started.isoformat()) if state == "discarded" else "[]"
-        rows.append((state, 3 if state == "discarded" else 1, started, started + timedelta(seconds=seconds), errors))
+        finished = started + timedelta(seconds=seconds)
+        errors = json.dumps([{"attempt": 3, "at": finished.isoformat(), "kind": "error",
+                              "error": "ssh: exit status 1\npg_dump: error: connection to server failed"}]
+                            if state == "discarded" else [])
+        rows.append((state, 3 if state == "discarded" else 1, started, finished, errors))
     async with engine.store.pool.acquire() as conn:
         await conn.executemany(
             f'INSERT INTO "{schema}".jobs (queue, kind, args, meta, state, attempt, max_attempts, attempted_at, '
