@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,10 +121,13 @@ class DefinitionBody(_Strict):
         }
 
 
-def parse_body(body: Any, *, now: datetime, name: str | None = None) -> DefinitionBody:
+def parse_body(body: Any, *, now: datetime, name: str | None = None,
+               saved_at: datetime | None = None) -> DefinitionBody:
     """Validate a definition body (``name`` from the URL for a PUT, which the body may
     repeat); raise :class:`DefinitionInvalid` naming every bad field. The job document is
-    checked by the caller, which knows the registered kinds."""
+    checked by the caller, which knows the registered kinds. ``saved_at``: the stored once
+    instant of the definition being replaced, which may stay although it has passed (so a
+    fired once definition can still have its description edited)."""
     if not isinstance(body, dict):
         raise DefinitionInvalid([FieldError("body", "must be a JSON object")])
     body = {key: value for key, value in body.items() if key not in READ_ONLY_FIELDS}
@@ -133,7 +137,8 @@ def parse_body(body: Any, *, now: datetime, name: str | None = None) -> Definiti
         parsed = DefinitionBody.model_validate(body)
     except ValidationError as exc:
         raise DefinitionInvalid([_field_error(e) for e in exc.errors()]) from None
-    problems = trigger_errors(parsed.trigger, now)
+    unchanged = isinstance(parsed.trigger, OnceTrigger) and saved_at is not None and parsed.trigger.at == saved_at
+    problems = [] if unchanged else trigger_errors(parsed.trigger, now)
     if problems:
         raise DefinitionInvalid(problems)
     return parsed
@@ -184,6 +189,30 @@ def trigger_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"type": "manual"}
 
 
+@functools.lru_cache(maxsize=4096)
+def parsed_schedule(expression: str, timezone: str) -> CronSchedule:
+    """CronSchedule.parse, remembered: parsing checks the expression by iterating it, about
+    a millisecond, and the definitions page needs the schedule of every definition."""
+    return CronSchedule.parse(expression, timezone)
+
+
+# (schedule, zone) -> (from, next): `next` is the first slot after any instant in [from, next),
+# so a page listing 1,000 definitions computes each one's next run once per slot, not per view.
+_NEXT_SLOTS: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+
+
+def _next_slot(schedule: CronSchedule, after: datetime) -> datetime:
+    key = (schedule.expr, schedule.timezone)
+    known = _NEXT_SLOTS.get(key)
+    if known is not None and known[0] <= after < known[1]:
+        return known[1]
+    slot = schedule.next_slot(after)
+    if len(_NEXT_SLOTS) > 10_000:
+        _NEXT_SLOTS.clear()
+    _NEXT_SLOTS[key] = (after, slot)
+    return slot
+
+
 def next_runs(row: dict[str, Any], now: datetime, count: int = 1) -> list[datetime]:
     """The next ``count`` instants the definition fires (UTC); none for manual, disabled,
     fired once definitions, or a schedule this host cannot read."""
@@ -196,11 +225,14 @@ def next_runs(row: dict[str, Any], now: datetime, count: int = 1) -> list[dateti
     if row["trigger_type"] != "cron":
         return []
     try:
-        schedule = CronSchedule.parse(row["schedule"], row["timezone"])
+        schedule = parsed_schedule(row["schedule"], row["timezone"])
     except CronConfigError:
         return []
+    after = max(now, row.get("last_slot") or now)
+    if count == 1:
+        return [_next_slot(schedule, after)]
     slots: list[datetime] = []
-    for slot in schedule.iter_slots(max(now, row.get("last_slot") or now)):
+    for slot in schedule.iter_slots(after):
         slots.append(slot)
         if len(slots) >= count:
             break

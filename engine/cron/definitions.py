@@ -92,9 +92,10 @@ class DefinitionStore:
             return [FieldError("job", str(exc))]
         return []
 
-    def parse(self, body: Any, now: datetime, name: str | None = None) -> dict[str, Any]:
+    def parse(self, body: Any, now: datetime, name: str | None = None,
+              saved_at: datetime | None = None) -> dict[str, Any]:
         """A checked definition row from a request body; DefinitionInvalid names the fields."""
-        parsed = parse_body(body, now=now, name=name)
+        parsed = parse_body(body, now=now, name=name, saved_at=saved_at)
         problems = self.job_errors(parsed.name, parsed.job)
         if problems:
             raise DefinitionInvalid(problems)
@@ -136,7 +137,7 @@ class DefinitionStore:
         """Replace definition ``name`` whole; LookupError, DefinitionInvalid, DefinitionConflict."""
         now = _now(now)
         current = await self._writable(name)
-        row = self.parse(body, now, name=name)
+        row = self.parse(body, now, name=name, saved_at=current["once_at"])
         if not await self.store.definition_replace(row, actor, now, row["updated_at_seen"]):
             if await self.get(name) is None:
                 raise LookupError(f"no definition {name!r}")

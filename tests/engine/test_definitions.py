@@ -87,6 +87,9 @@ async def test_a_once_definition_fires_once_when_two_tickers_race_and_after_rest
     assert [job.id for job in await definitions.runs("launch")] == [inserted[0].id]
     row = await definitions.get_json("launch", now=at + timedelta(days=1))
     assert row["nextRunAt"] is None and row["runs"]["total"] == 1
+    # a fired once definition keeps its (past) instant through an edit, and does not fire again
+    await definitions.replace("launch", {**row, "description": "launched"}, actor="test", now=at + timedelta(days=1))
+    assert (await restarted.tick(at + timedelta(days=2))).inserted == []
 
 
 async def test_a_missed_once_fires_late_but_not_after_a_disable_and_enable(open_queue: Any, inserter: Inserter) -> None:

@@ -111,6 +111,11 @@ async def test_a_cron_definition_shows_its_trigger_in_words_and_next_runs_and_is
     await expect(page.locator(".trigger-words")).to_contain_text("At 04:30, only on Monday")
     await expect(page.locator(".next-runs li").first).to_contain_text("04:30:00 KST")
 
+    await page.click("text=Duplicate")
+    await expect(page.locator("input[name=name]")).to_have_value("nightly-stats-copy")
+    await expect(page.locator("textarea[name='data.message']")).to_have_value("stats for {{day}}")
+    await page.go_back()
+    assert (await page.request.get(dashboard.url + "/definitions/missing/edit")).status == 404
     await page.click("button:has-text('Disable')")
     await expect(page.locator(".next-runs")).to_have_count(0)
     page.once("dialog", lambda dialog: dialog.accept())
