@@ -42,8 +42,9 @@ FILL_JOBS = """
 INSERT INTO "{schema}".jobs (queue, kind, args, meta, state, attempt, attempted_at, completed_at, discarded_at,
                              errors)
 SELECT 'default', 'ssh', jsonb_build_object('n', i),
-       CASE WHEN i % $3::int = 0 THEN jsonb_build_object('definition', 'definition-' || lpad((1 + (i / $3::int) % $4::int)::text,
-                                                     4, '0')) ELSE '{{}}' END,
+       CASE WHEN i % $3::int = 0
+            THEN jsonb_build_object('definition', 'definition-' || lpad((1 + (i / $3::int) % $4::int)::text, 4, '0'))
+            ELSE '{{}}' END,
        CASE WHEN i % 97 = 0 THEN 'discarded' ELSE 'completed' END, 1,
        now() - make_interval(secs => i % 864000) - interval '40 seconds', now() - make_interval(secs => i % 864000),
        CASE WHEN i % 97 = 0 THEN now() - make_interval(secs => i % 864000) END,
