@@ -178,3 +178,47 @@ async def test_a_once_definition_fires_once_with_two_engines_running(make_config
     finally:
         for engine in engines:
             await engine.stop(grace=1)
+
+
+async def test_two_engines_fire_every_slot_of_200_definitions_once_while_they_are_edited(
+        open_queue: Any, inserter: Inserter) -> None:
+    """Five simulated minutes, two tickers ticking together every 15 s, while definitions are
+    disabled and rescheduled: each (definition, slot) is inserted once, none while disabled."""
+    nodes = [CronStore(await open_queue(), inserter), CronStore(await open_queue(), inserter)]
+    definitions = DefinitionStore(nodes[0])
+    every_minute = {"type": "cron", "schedule": "* * * * *", "timezone": "UTC"}
+    names = [f"def-{n:03d}" for n in range(200)]
+    for name in names:
+        await definitions.create({"name": name, "trigger": every_minute, "job": DOC}, actor="test", now=T0)
+    disabled, rescheduled = names[:20], names[20:40]
+    tickers = [CronTicker(node, clock=FakeClock(T0)) for node in nodes]
+    inserted: list[Job] = []
+
+    async def tick_both(now: datetime) -> None:
+        async def tick(ticker: CronTicker) -> None:
+            inserted.extend((await ticker.tick(now)).inserted)
+
+        async with anyio.create_task_group() as group:
+            for ticker in tickers:
+                group.start_soon(tick, ticker)
+
+    for step in range(1, 21):  # 15 s steps: 11:50:15 .. 11:55:00
+        now = T0 + timedelta(seconds=15 * step)
+        if now == T0 + timedelta(minutes=2, seconds=15):
+            for name in disabled:
+                await definitions.set_enabled(name, False, "test", now=now)
+            for name in rescheduled:
+                row = await definitions.get_json(name, now=now)
+                await definitions.replace(name, {**row, "trigger": {**every_minute, "schedule": "*/2 * * * *"}},
+                                          actor="test", now=now)
+        await tick_both(now)
+
+    slots = [(job.meta["definition"], job.meta["cron_slot"][11:16]) for job in inserted]
+    assert len(slots) == len(set(slots)), "a slot fired twice"
+    fired: dict[str, list[str]] = {}
+    for name, slot in sorted(slots):
+        fired.setdefault(name, []).append(slot)
+    assert all(fired[name] == ["11:51", "11:52"] for name in disabled)
+    assert all(fired[name] == ["11:51", "11:52", "11:54"] for name in rescheduled)
+    assert all(fired[name] == ["11:51", "11:52", "11:53", "11:54", "11:55"] for name in names[40:])
+    assert (await definitions.get_json("def-199"))["runs"]["total"] == 5
