@@ -107,6 +107,16 @@ class DefinitionStore:
         """Every stored definition's row (by name), with its last run's state."""
         return await self.store.definition_list()
 
+    async def page(self, *, kind: str | None = None, tag: str | None = None, enabled: bool | None = None,
+                   text: str | None = None, after: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """A page of the list by name (``after`` the last name shown), filtered."""
+        return await self.store.definition_page(kind=kind, tag=tag, enabled=enabled, text=text, after=after,
+                                                limit=limit)
+
+    async def facets(self) -> dict[str, Any]:
+        """How many definitions there are, and the kinds and tags the list can filter by."""
+        return await self.store.definition_facets()
+
     async def get(self, name: str) -> dict[str, Any] | None:
         rows = await self.store.definition_list(name)
         return rows[0] if rows else None

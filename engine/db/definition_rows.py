@@ -32,6 +32,18 @@ class DefinitionRows(StoreBase):
             records = await conn.fetch(self.statements.DEFINITION_LIST, name)
         return [{**dict(r), "job": json.loads(r["job"])} for r in records]
 
+    async def definition_page(self, *, kind: str | None, tag: str | None, enabled: bool | None, text: str | None,
+                              after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` definitions by name after ``after``, filtered (None: any)."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(self.statements.DEFINITION_PAGE, kind, tag, enabled, text, after, limit)
+        return [{**dict(r), "job": json.loads(r["job"])} for r in records]
+
+    async def definition_facets(self) -> dict[str, Any]:
+        """``{"total", "kinds", "tags"}`` over every definition."""
+        async with self.pool.acquire() as conn:
+            return dict(await conn.fetchrow(self.statements.DEFINITION_FACETS))
+
     def _values(self, row: dict[str, Any], actor: str, now: datetime) -> list[Any]:
         return [*(row[column] for column in DEFINITION_COLUMNS), json_text(row["job"]), actor, now]
 

@@ -813,6 +813,33 @@ WHERE $1::text IS NULL OR c.name = $1
 ORDER BY c.name
 """
 
+# A page of the definitions list, by name after $5 (NULL: from the first), $6 at most,
+# filtered by kind $1, tag $2, enabled $3, text $4 in name or description (each NULL: any).
+# Walks the primary key in name order and stops at the limit, so the join with jobs probes
+# only the rows shown, however many definitions there are.
+DEFINITION_PAGE = """
+SELECT c.name, c.description, c.tags, c.enabled, c.trigger_type, c.schedule, c.timezone, c.overlap,
+       c.catch_up, c.once_at, c.job::text AS job, c.source, c.active_since, c.last_slot,
+       c.runs_total, c.runs_completed, c.runs_failed, c.runs_cancelled, c.last_run_job_id, c.last_run_at,
+       coalesce(j.state, c.last_run_state) AS last_run_state,
+       c.inserted_at AS created_at, c.created_by, c.updated_at, c.updated_by
+FROM {schema}.cron_entries AS c LEFT JOIN {schema}.jobs AS j ON j.id = c.last_run_job_id
+WHERE ($1::text IS NULL OR c.job ->> 'jobType' = $1) AND ($2::text IS NULL OR $2 = ANY (c.tags))
+  AND ($3::boolean IS NULL OR c.enabled = $3)
+  AND ($4::text IS NULL OR strpos(c.name, lower($4)) > 0 OR strpos(lower(c.description), lower($4)) > 0)
+  AND ($5::text IS NULL OR c.name > $5)
+ORDER BY c.name
+LIMIT $6
+"""
+
+# What the list's filters offer: how many definitions, their kinds and their tags.
+DEFINITION_FACETS = """
+SELECT count(*) AS total,
+       ARRAY(SELECT DISTINCT job ->> 'jobType' FROM {schema}.cron_entries ORDER BY 1) AS kinds,
+       ARRAY(SELECT DISTINCT tag FROM {schema}.cron_entries, unnest(tags) AS tag ORDER BY 1) AS tags
+FROM {schema}.cron_entries
+"""
+
 # Add a definition made through the API/CLI. $1 name, $2 description, $3 tags, $4 enabled,
 # $5 trigger_type, $6 schedule, $7 timezone, $8 overlap, $9 catch_up, $10 once_at, $11 job,
 # $12 actor, $13 now. Nothing when the name is taken.
@@ -1000,6 +1027,8 @@ class Statements:
     DEPENDENCY_LIST_SETTLED: str
     NOTIFY: str
     DEFINITION_LIST: str
+    DEFINITION_PAGE: str
+    DEFINITION_FACETS: str
     DEFINITION_INSERT: str
     DEFINITION_REPLACE: str
     DEFINITION_SET_ENABLED: str

@@ -197,3 +197,16 @@ async def test_a_waiting_job_is_edited_and_a_finished_one_is_not(dashboard: Dash
     status, refused = await _call(http, dashboard, "patch", f"/api/jobs/{later.id}", json={"priority": 1})
     assert status == 409 and "nothing was changed" in refused["error"]
     assert (await engine.get(later.id)).priority == 7  # type: ignore[union-attr]
+
+
+async def test_the_definitions_page_pages_by_name_and_filters_in_sql(dashboard: Dashboard, http: Any) -> None:
+    for n in range(55):
+        body = definition(f"def-{n:02d}", tags=["even" if n % 2 == 0 else "odd"], trigger={"type": "manual"})
+        assert (await _call(http, dashboard, "post", "/api/definitions", json=body))[0] == 201
+    status, first = await _call(http, dashboard, "get", "/definitions")
+    assert status == 200 and first.count('data-definition="') == 50 and "55 in all" in first
+    assert 'data-definition="def-49"' in first and "after=def-49" in first
+    _, second = await _call(http, dashboard, "get", "/definitions?after=def-49")
+    assert second.count('data-definition="') == 5 and 'data-definition="def-54"' in second
+    _, odd = await _call(http, dashboard, "get", "/definitions?tag=odd&q=DEF-1")
+    assert odd.count('data-definition="') == 5  # def-11, 13, 15, 17, 19
