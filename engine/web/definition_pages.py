@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from cron_descriptor import ExpressionDescriptor, FormatException, Options
 
-from engine.cron.definition_model import DefinitionInvalid, definition_json, next_runs, parsed_schedule
+from engine.cron.definition_model import DefinitionInvalid, definition_json, next_runs, parse_body, parsed_schedule
 from engine.cron.definitions import DefinitionConflict
 from engine.cron.schedule import CronConfigError
 from engine.web.actions import NotFound
@@ -84,10 +84,7 @@ async def detail_page(request: web.Request) -> web.Response:
         raise NotFound(f"no definition {name!r}")
     now = datetime.now(UTC)
     item = engine.secrets.redact(definition_json(row, now))
-    try:
-        zone = ZoneInfo(row["timezone"] or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = _zone(row["timezone"])
     upcoming = [(slot.astimezone(zone), slot) for slot in next_runs(row, now, 5)]
     before = request.query.get("before", "")
     jobs = await store.runs(name, before=int(before) if before.isdigit() else None, limit=26)
@@ -97,6 +94,37 @@ async def detail_page(request: web.Request) -> web.Response:
         "nav": "definitions", "notice": _notice(request), "d": item, "words": trigger_words(item["trigger"]),
         "upcoming": upcoming, "runs": runs, "older": older, "newest": url(f"/definitions/{quote(name)}") if before
         else None})
+
+
+async def trigger_preview(request: web.Request) -> web.Response:
+    """The next 5 runs of the trigger being edited (an HTML fragment the form shows live),
+    or the problem with it, named as the save would name it."""
+    form = {f"trigger.{key}": value for key, value in request.query.items()}
+    body, problems = body_from_form(form, None)
+    now = datetime.now(UTC)
+    runs: list[tuple[datetime, datetime]] = []
+    if not problems:
+        try:
+            row = parse_body({"name": "preview", "trigger": body["trigger"], "job": {}}, now=now).row()
+        except DefinitionInvalid as exc:
+            problems = {e.field: e.message for e in exc.errors}
+        else:
+            zone = _zone(row["timezone"])
+            runs = [(slot.astimezone(zone), slot) for slot in next_runs(
+                {**row, "active_since": now, "last_slot": None}, now, 5)]
+    return render(request, "_trigger_preview.html", {"runs": runs, "problems": problems,
+                                                     "words": trigger_words(_trigger_shape(body["trigger"]))})
+
+
+def _trigger_shape(trigger: dict[str, Any]) -> dict[str, Any]:
+    return {"timezone": "UTC", "schedule": "", "at": "", **trigger}
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def _kind_schema(request: web.Request, kind: str) -> dict[str, Any] | None:
@@ -210,6 +238,7 @@ def _vars(raw: str) -> dict[str, Any]:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/definitions", list_page)
     app.router.add_get("/definitions/new", new_page)
+    app.router.add_get("/definitions/preview", trigger_preview)
     app.router.add_post("/definitions/new", save)
     app.router.add_get("/definitions/{name}", detail_page)
     app.router.add_get("/definitions/{name}/edit", edit_page)
