@@ -31,6 +31,7 @@ __all__ = [
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
 TRIGGER_TYPES = ("manual", "cron", "once")
+RESERVED_NAMES = frozenset({"new", "preview"})  # /definitions/new and /definitions/preview
 # What GET returns beside the body; accepted (and ignored) in a PUT so a read can be sent back.
 READ_ONLY_FIELDS = frozenset({"source", "nextRunAt", "nextRuns", "lastRun", "runs", "createdAt", "createdBy",
                               "updatedBy", "error"})
@@ -105,6 +106,8 @@ class DefinitionBody(_Strict):
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
             raise ValueError("use 1-63 lower-case letters, digits and . _ - (starting with a letter or digit)")
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved (a dashboard path); choose another name")
         return value
 
     def row(self) -> dict[str, Any]:

@@ -362,6 +362,7 @@ ON CONFLICT (name) DO UPDATE
 SET schedule = excluded.schedule, timezone = excluded.timezone, job = excluded.job,
     enabled = excluded.enabled, overlap = excluded.overlap, catch_up = excluded.catch_up,
     source = 'config', config_hash = excluded.config_hash, updated_at = excluded.updated_at,
+    trigger_type = 'cron', once_at = NULL,  -- the config's [[cron]] takes over a definition of its name
     active_since = CASE WHEN (c.schedule, c.timezone, c.enabled)
                              IS DISTINCT FROM (excluded.schedule, excluded.timezone, excluded.enabled)
                         THEN excluded.active_since ELSE c.active_since END

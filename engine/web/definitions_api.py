@@ -150,8 +150,6 @@ async def run_definition(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     try:
         job = await definition_store(engine).run(_name(request), variables)
-    except LookupError:
-        raise
     except ValueError as exc:  # the saved document no longer inserts (a kind gone, ...)
         raise DefinitionInvalid.single("job", str(exc)) from None
     request.app[SNAPSHOTS].invalidate()

@@ -222,3 +222,13 @@ async def test_two_engines_fire_every_slot_of_200_definitions_once_while_they_ar
     assert all(fired[name] == ["11:51", "11:52", "11:54"] for name in rescheduled)
     assert all(fired[name] == ["11:51", "11:52", "11:53", "11:54", "11:55"] for name in names[40:])
     assert (await definitions.get_json("def-199"))["runs"]["total"] == 5
+
+
+async def test_a_config_entry_takes_over_a_manual_definition_of_its_name(open_queue: Any, inserter: Inserter) -> None:
+    store = await open_queue()
+    definitions = DefinitionStore(CronStore(store, inserter))
+    await definitions.create({"name": "report", "job": DOC}, actor="test", now=T0)
+    config = CronStore(store, inserter, [entry("report", "0 3 * * *")])
+    assert await config.sync_config(T0) == ["report"]
+    got = await definitions.get_json("report", now=T0)
+    assert got["source"] == "config" and got["trigger"]["schedule"] == "0 3 * * *"

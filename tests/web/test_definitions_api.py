@@ -72,6 +72,7 @@ async def test_bad_definitions_are_refused_naming_the_field_and_nothing_is_saved
     past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     cases = [
         (definition("Bad Name"), ["name"]),
+        (definition("new"), ["name"]),
         (definition(trigger={"type": "once", "at": past}), ["trigger.at"]),
         (definition(trigger={"type": "once", "at": "tomorrow"}), ["trigger.at"]),
         (definition(trigger={"type": "cron", "schedule": "0 25 * * *"}), ["trigger.schedule"]),
