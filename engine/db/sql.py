@@ -801,16 +801,32 @@ NOTIFY = "SELECT pg_notify($1, $2)"
 # with a cron trigger. These statements read and write every trigger; CRON_* keep serving
 # the ticker and `jobengine cron`. `source` 'runtime' is what the API calls 'api'.
 
-# Every definition (or the one named $1) with its last run's live state (the stored one
-# once that job is pruned). One primary-key probe per definition, no scan of jobs.
-DEFINITION_LIST = """
+# What the definition reads share: the columns, the last run's live state (the stored one
+# once that job is pruned), and the counters including finished jobs the pruner's tally has
+# not counted yet. Those are read once per statement from jobs_definition_untallied_idx: only
+# jobs finished since the last tally (retention.interval), so the counts are live and exact
+# (the tally moves a job from pending to counted in one statement) without touching an ack.
+_DEFINITION_READ = """
+WITH pending AS (
+    SELECT meta ->> 'definition' AS name, count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'discarded') AS failed,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled
+    FROM {schema}.jobs WHERE meta ? 'untallied' AND state IN ('completed', 'discarded', 'cancelled')
+    GROUP BY 1
+)
 SELECT c.name, c.description, c.tags, c.enabled, c.trigger_type, c.schedule, c.timezone, c.overlap,
-       c.catch_up, c.once_at, c.job::text AS job, c.source, c.active_since, c.last_slot,
-       c.runs_total, c.runs_completed, c.runs_failed, c.runs_cancelled, c.last_run_job_id, c.last_run_at,
+       c.catch_up, c.once_at, c.job::text AS job, c.source, c.active_since, c.last_slot, c.runs_total,
+       c.runs_completed + coalesce(p.completed, 0) AS runs_completed,
+       c.runs_failed + coalesce(p.failed, 0) AS runs_failed,
+       c.runs_cancelled + coalesce(p.cancelled, 0) AS runs_cancelled, c.last_run_job_id, c.last_run_at,
        coalesce(j.state, c.last_run_state) AS last_run_state,
        c.inserted_at AS created_at, c.created_by, c.updated_at, c.updated_by
 FROM {schema}.cron_entries AS c LEFT JOIN {schema}.jobs AS j ON j.id = c.last_run_job_id
-WHERE $1::text IS NULL OR c.name = $1
+LEFT JOIN pending AS p ON p.name = c.name
+"""
+
+# Every definition (or the one named $1), by name. One primary-key probe of jobs per definition.
+DEFINITION_LIST = _DEFINITION_READ + """WHERE $1::text IS NULL OR c.name = $1
 ORDER BY c.name
 """
 
@@ -818,14 +834,8 @@ ORDER BY c.name
 # filtered by kind $1, tag $2, enabled $3, text $4 in name or description (each NULL: any).
 # Walks the primary key in name order and stops at the limit, so the join with jobs probes
 # only the rows shown, however many definitions there are.
-DEFINITION_PAGE = """
-SELECT c.name, c.description, c.tags, c.enabled, c.trigger_type, c.schedule, c.timezone, c.overlap,
-       c.catch_up, c.once_at, c.job::text AS job, c.source, c.active_since, c.last_slot,
-       c.runs_total, c.runs_completed, c.runs_failed, c.runs_cancelled, c.last_run_job_id, c.last_run_at,
-       coalesce(j.state, c.last_run_state) AS last_run_state,
-       c.inserted_at AS created_at, c.created_by, c.updated_at, c.updated_by
-FROM {schema}.cron_entries AS c LEFT JOIN {schema}.jobs AS j ON j.id = c.last_run_job_id
-WHERE ($1::text IS NULL OR c.job ->> 'jobType' = $1) AND ($2::text IS NULL OR $2 = ANY (c.tags))
+DEFINITION_PAGE = _DEFINITION_READ + """WHERE ($1::text IS NULL OR c.job ->> 'jobType' = $1)
+  AND ($2::text IS NULL OR $2 = ANY (c.tags))
   AND ($3::boolean IS NULL OR c.enabled = $3)
   AND ($4::text IS NULL OR strpos(c.name, lower($4)) > 0 OR strpos(lower(c.description), lower($4)) > 0)
   AND ($5::text IS NULL OR c.name > $5)

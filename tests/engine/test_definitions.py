@@ -137,15 +137,21 @@ async def test_two_tallies_count_every_finished_job_once(open_queue: Any, insert
     assert len(claimed) == 30
     await store.finish([Ack.completed(job, None) if job.id % 3 else
                         Ack.discarded(job, ErrorEntry.now(job.attempt, "error", "boom")) for job in claimed])
+    failed = sum(1 for job in jobs if job.id % 3 == 0)
+    expected = {"total": 30, "completed": 30 - failed, "failed": failed, "cancelled": 0}
+    assert (await definitions.get_json("counted"))["runs"] == expected  # pending ones are counted live
     retention = make_config().retention.model_copy(update={"batch_size": 4})
     pruners = [Pruner(await open_queue(), retention), Pruner(await open_queue(), retention)]
+    counted: list[int] = []
+
+    async def tally(pruner: Pruner) -> None:
+        counted.append(await pruner.tally_once())
+
     async with anyio.create_task_group() as group:
         for pruner in pruners:
-            group.start_soon(pruner.tally_once)
-    got = await definitions.get_json("counted")
-    failed = sum(1 for job in jobs if job.id % 3 == 0)
-    assert got["runs"] == {"total": 30, "completed": 30 - failed, "failed": failed, "cancelled": 0}
-    assert await pruners[0].tally_once() == 0
+            group.start_soon(tally, pruner)
+    assert sum(counted) == 30 and await pruners[0].tally_once() == 0
+    assert (await definitions.get_json("counted"))["runs"] == expected  # now stored, none pending
 
 
 async def test_a_once_definition_fires_once_with_two_engines_running(make_config: Any) -> None:

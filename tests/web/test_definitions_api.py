@@ -119,6 +119,8 @@ async def test_run_now_with_vars_lists_the_run_and_counts_it_after_pruning(dashb
     assert status == 200 and [run["id"] for run in runs["jobs"]] == [job_id]
     assert runs["jobs"][0]["duration"] is not None and runs["next"] is None
 
+    _, live = await _call(http, dashboard, "get", "/api/definitions/greeter")  # counted before any tally
+    assert live["definition"]["runs"] == {"total": 1, "completed": 1, "failed": 0, "cancelled": 0}
     retention = engine.config.retention.model_copy(update={"completed": 0.0})
     assert await Pruner(engine.store, retention).prune_once() == 1  # type: ignore[arg-type]
     _, after = await _call(http, dashboard, "get", "/api/definitions/greeter")
