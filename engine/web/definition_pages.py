@@ -105,9 +105,9 @@ async def trigger_preview(request: web.Request) -> web.Response:
     runs: list[tuple[datetime, datetime]] = []
     if not problems:
         try:
-            row = parse_body({"name": "preview", "trigger": body["trigger"], "job": {}}, now=now).row()
+            row = parse_body({"name": "trigger-preview", "trigger": body["trigger"], "job": {}}, now=now).row()
         except DefinitionInvalid as exc:
-            problems = {e.field: e.message for e in exc.errors}
+            problems = {e.field: e.message for e in exc.errors if e.field.startswith("trigger")}
         else:
             zone = _zone(row["timezone"])
             runs = [(slot.astimezone(zone), slot) for slot in next_runs(

@@ -6,9 +6,11 @@
   if (!preview) return;
   var form = preview.closest("form");
   var timer = null;
+  var latest = 0;  // responses can arrive out of order: only the newest request's answer is shown
   var fields = ["type", "schedule", "timezone", "overlap", "catchUp", "at"];
 
   function update() {
+    var sent = ++latest;
     var params = new URLSearchParams();
     fields.forEach(function (name) {
       var input = form.elements["trigger." + name];
@@ -17,17 +19,19 @@
     fetch("/definitions/preview?" + params.toString(), { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
       .then(function (res) { return res.ok ? res.text() : null; })
       .then(function (html) {
-        if (html === null) return;
+        if (html === null || sent !== latest) return;
         preview.innerHTML = html;  // server-rendered, autoescaped fragment
         preview.setAttribute("data-refreshed", String(Date.now()));
       })
       .catch(function () { /* offline for a moment: the next keystroke tries again */ });
   }
 
-  form.addEventListener("input", function (event) {
+  function changed(event) {
     if (!event.target.name || event.target.name.indexOf("trigger.") !== 0) return;
     window.clearTimeout(timer);
     timer = window.setTimeout(update, 250);
-  });
+  }
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
   update();
 })();
