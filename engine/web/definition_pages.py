@@ -18,7 +18,7 @@ from cron_descriptor import ExpressionDescriptor, FormatException, Options
 from engine.cron.definition_model import DefinitionInvalid, definition_json, next_runs, parse_body, parsed_schedule
 from engine.cron.definitions import DefinitionConflict
 from engine.cron.schedule import CronConfigError
-from engine.web.actions import NotFound
+from engine.web.actions import BadRequest, NotFound
 from engine.web.context import ENGINE, SNAPSHOTS, render, safe_next, url
 from engine.web.definition_form import body_from_form, body_to_form, schema_fields
 from engine.web.definitions_api import actor, definition_store, kinds_json, run_json
@@ -229,9 +229,12 @@ async def action(request: web.Request) -> web.Response:
 def _vars(raw: str) -> dict[str, Any]:
     if not raw:
         return {}
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"vars: not valid JSON ({exc}); give an object such as {{\"who\": \"ops\"}}") from None
     if not isinstance(value, dict):
-        raise ValueError("vars: give a JSON object such as {\"who\": \"ops\"}")
+        raise BadRequest("vars: give a JSON object such as {\"who\": \"ops\"}")
     return value
 
 

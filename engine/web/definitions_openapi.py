@@ -70,7 +70,8 @@ def definition_schemas() -> dict[str, Any]:
             "errorLine": {"type": ["string", "null"], "description": "First line of the last error"}}}]},
         "Kind": {"type": "object", "required": ["kind", "queue", "maxAttempts", "timeout", "description", "schema"],
                  "properties": {"kind": {"type": "string"}, "queue": {"type": "string"},
-                                "maxAttempts": {"type": "integer"}, "timeout": {"type": ["integer", "null"]},
+                                "maxAttempts": {"type": "integer"},
+                                "timeout": {"type": ["integer", "null"], "description": "Milliseconds"},
                                 "description": {"type": "string"},
                                 "schema": {"type": "object", "description": "JSON Schema of the payload (data)"}}},
     })

@@ -66,6 +66,10 @@ async def test_create_an_ssh_definition_in_the_form_and_run_it_now(
     await expect(page.locator("h1")).to_contain_text("restart-game")
     await expect(page.locator("pre.document")).to_contain_text('"host": "{{server}}"')
 
+    await page.fill(".run-now input[name=vars]", "{not json")
+    await page.click(".run-now button")
+    await expect(page.get_by_role("alert")).to_contain_text("vars: not valid JSON")
+    await page.go_back()
     await page.fill(".run-now input[name=vars]", '{"server": "127.0.0.1"}')
     await page.click(".run-now button")
     await expect(page.locator(".notice")).to_contain_text("Inserted a run: job #")
