@@ -7,9 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+
 from engine.cli.cron import cron_store
 from engine.cron.schedule import CronEntry
 from engine.maintenance.pruner import Pruner
+from engine.web.actions import Conflict
+from engine.web.job_edit import edit_job
 from tests.support.waiting import wait_until
 from tests.web.conftest import Dashboard
 from tests.web.test_api import _call
@@ -213,3 +217,33 @@ async def test_the_definitions_page_pages_by_name_and_filters_in_sql(dashboard: 
     assert second.count('data-definition="') == 5 and 'data-definition="def-54"' in second
     _, odd = await _call(http, dashboard, "get", "/definitions?tag=odd&q=DEF-1")
     assert odd.count('data-definition="') == 5  # def-11, 13, 15, 17, 19
+
+
+async def test_an_edit_racing_the_claim_lands_before_it_or_is_refused(dashboard: Dashboard) -> None:
+    engine = dashboard.engine
+    store = engine.store
+    assert store is not None
+    jobs = [await engine.enqueue("scripted", {"version": "old"}, queue="edits") for _ in range(40)]
+    outcomes: dict[int, str] = {}
+    claimed: list[Any] = []
+
+    async def edit(job_id: int) -> None:
+        try:
+            await edit_job(engine, job_id, {"data": {"version": "new"}})
+            outcomes[job_id] = "edited"
+        except Conflict:
+            outcomes[job_id] = "refused"
+
+    async def claim() -> None:
+        for _ in range(8):
+            claimed.extend(await store.fetch("edits", 5, "racer"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(claim)
+        for job in jobs:
+            group.start_soon(edit, job.id)
+    assert len(claimed) == 40 and set(outcomes.values()) <= {"edited", "refused"}
+    for job in claimed:  # what the worker got is what the table held at the claim
+        assert job.args["version"] == ("new" if outcomes[job.id] == "edited" else "old"), job.id
+        stored = await engine.get(job.id)
+        assert stored is not None and stored.args == job.args  # nothing changed it after the claim
