@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -102,6 +101,6 @@ async def edit_job(engine: Engine, job_id: int, body: Any) -> Job:
     return edited
 
 
-def _not_editable(job_id: int, state: str | datetime) -> str:
+def _not_editable(job_id: int, state: str) -> str:
     return (f"job {job_id} is {state}: only a job that has not started (scheduled, available, retryable) "
             "can be edited; nothing was changed")
