@@ -27,6 +27,7 @@ from engine.core.job import Job, JobSpec, JobState
 from engine.core.logs import LOG_REDACTION
 from engine.core.registry import Registry, default_registry
 from engine.core.secrets import Secrets
+from engine.cron.definitions import DefinitionStore
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db import foreign
@@ -82,6 +83,7 @@ class Engine:
         self.resources = Resources(self.config)
         self.cron_entries = config_entries(self.config)  # a bad entry fails here, naming it
         self.cron: CronStore | None = None
+        self.definitions: DefinitionStore | None = None  # saved jobs (cron entries among them), once started
         self.executor = Executor(registry=self.registry, resources=self.resources, secrets=self.secrets,
                                  followups=Followups(self.inserter, self.config), events=self.events)
         # Tests: enqueue runs each job at once in the caller's task, no database (engine/queues/inline.py).
@@ -124,6 +126,7 @@ class Engine:
             await self._connect()
             assert self.store is not None
             self.cron = CronStore(self.store, self.inserter, self.cron_entries)
+            self.definitions = DefinitionStore(self.cron)
             if self.processing:
                 if not self.config.smtp.from_:
                     log.info("mail without a 'from' is sent as the default sender; set [smtp].from to change it",

@@ -28,6 +28,7 @@ import anyio
 import structlog
 
 from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
+from engine.cli.definitions import add_definitions_arguments, run_definitions
 from engine.cli.users import add_users_arguments, cli_entry, run_users_command
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.documents import classify_payload, loads_document_text
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            help="cron entries with their next run times; add/enable/disable"))
     add_users_arguments(commands.add_parser("users", parents=[common],
                                             help="dashboard and API accounts: add/list/remove/passwd/token/revoke"))
+    add_definitions_arguments(commands.add_parser("definitions", parents=[common], help="saved jobs: list, show, add, "
+                                                  "update, remove, enable, disable, run, runs"))
     return parser
 
 
@@ -296,6 +299,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "start": run_start, "migrate": run_migrate, "enqueue": run_enqueue, "jobs": run_jobs,
     "retry": run_job_action, "cancel": run_job_action, "delete": run_job_action, "show": run_job_action,
-    "stats": run_stats, "cron": run_cron, "users": run_users,
+    "stats": run_stats, "cron": run_cron, "users": run_users, "definitions": run_definitions,
 }
 

@@ -26,7 +26,7 @@ from engine.db.rows import InsertRow
 from engine.db.store import JobStore
 from engine.insert.inserter import Inserter
 
-__all__ = ["CronStatus", "CronStore", "config_entries"]
+__all__ = ["CronStatus", "CronStore", "config_entries", "definition_meta"]
 
 # Sent on the control channel after a change, so running tickers reload at once.
 CHANGED_MESSAGE = json.dumps({"action": "cron"})
@@ -37,6 +37,12 @@ def config_entries(config: Config) -> list[CronEntry]:
     """The config's ``[[cron]]`` entries, validated; raises :class:`CronConfigError` naming
     the entry (bad expression, unknown timezone, missing jobType)."""
     return [CronEntry.from_config(item) for item in config.cron]
+
+
+def definition_meta(name: str) -> dict[str, Any]:
+    """The meta of every job a definition makes: its name (listed by jobs_definition_idx)
+    and the mark the pruner's tally removes once it has counted the finished job."""
+    return {"definition": name, "untallied": True}
 
 
 def _now(now: datetime | None) -> datetime:
@@ -108,18 +114,28 @@ class CronStore:
         """The insert row for ``slot``: an ordinary job whose meta names the entry and slot,
         tagged ``cron:NAME`` so its runs can be listed."""
         spec = parse_document(document)
-        meta = {**spec.extra_meta, "cron": name, "cron_slot": slot.isoformat()}
+        meta = {**spec.extra_meta, **definition_meta(name), "cron": name, "cron_slot": slot.isoformat()}
         tags = (*spec.tags, f"cron:{name}")
         return self.inserter.row(replace(spec, extra_meta=meta, tags=tags))
+
+    def definition_row(self, name: str, document: dict[str, Any],
+                       vars: dict[str, Any] | None = None) -> InsertRow:
+        """The insert row of a run of definition ``name`` outside cron slots (run now, a
+        once trigger): its document's job with ``vars`` added, meta naming the definition."""
+        spec = parse_document(document)
+        return self.inserter.row(replace(spec, extra_meta={**spec.extra_meta, **definition_meta(name)},
+                                         vars={**spec.vars, **(vars or {})}))
 
     async def run_now(self, name: str, now: datetime | None = None) -> int:
         """Insert one run of entry ``name`` now, outside its schedule (its slots are
         untouched); returns the job id. LookupError: no such entry; ValueError: its job
         document is invalid (the message names the problem)."""
-        entry = await self.get(name)
-        if entry is None:
+        if await self.get(name) is None:
             raise LookupError(f"no cron entry {name!r}")
-        (job,) = await self.store.insert([self.job_row(name, entry.job, _now(now))])
+        slot = _now(now)
+        job = await self.store.definition_run(name, lambda document: self.job_row(name, document, slot))
+        if job is None:
+            raise LookupError(f"no cron entry {name!r}")
         return job.id
 
     def validate(self, entry: CronEntry) -> None:

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from engine.core.job import Job
 from engine.cron.schedule import ON_TIME_GRACE, CronConfigError, CronSchedule, due_slots
 from engine.cron.store import CronStore
 from engine.db.faults import log_fault
+from engine.db.rows import InsertRow
 
 __all__ = ["Clock", "CronTicker", "SystemClock", "TickReport"]
 
@@ -84,6 +86,7 @@ class CronTicker:
         self.grace = grace
         self._schedules: dict[tuple[str, str], CronSchedule] = {}
         self._active: list[CronSchedule] = []
+        self._next_once: datetime | None = None  # the soonest once definition still to fire
         self._sleeping: anyio.CancelScope | None = None
         self._wake_pending = False
         self._reported: dict[str, str] = {}  # entry -> last error logged, to log each error once
@@ -129,6 +132,8 @@ class CronTicker:
         wake_at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
         for schedule in self._active:
             wake_at = min(wake_at, schedule.next_slot(now))
+        if self._next_once is not None and self._next_once > now:
+            wake_at = min(wake_at, self._next_once)
         return wake_at + WAKE_LATE
 
     async def tick(self, now: datetime | None = None) -> TickReport:
@@ -150,7 +155,28 @@ class CronTicker:
                                   catch_up=row["catch_up"], grace=self.grace):
                 await self._fire(row, slot, report)
         self._active = active
+        await self._fire_once_due(now, report)
         return report
+
+    async def _fire_once_due(self, now: datetime, report: TickReport) -> None:
+        """Fire the once definitions due at ``now`` (late ones too: a restart after the
+        instant still fires it, once); remember the soonest future one for next_wake."""
+        self._next_once = None
+        for row in await self.cron.store.definition_pending_once():
+            name, at = row["name"], row["once_at"]
+            if at > now:
+                self._next_once = at
+                break
+            try:
+                job = await self.cron.store.definition_fire_once(name, at, now, self._once_row(name))
+            except ValueError as exc:
+                self._report_once(name, "definition: once job refused; left for another engine", exc, at)
+                continue
+            if job is not None:
+                report.inserted.append(job)
+                log.info("definition: once job inserted", definition=name, at=at.isoformat(), job_id=job.id)
+            else:
+                report.taken.append((name, at))
 
     def _schedule(self, row: dict[str, Any]) -> CronSchedule | None:
         key = (row["schedule"], row["timezone"])
@@ -180,6 +206,9 @@ class CronTicker:
             log.info("cron: slot skipped, previous run still active", entry=name, slot=slot.isoformat())
         else:
             report.taken.append((name, slot))
+
+    def _once_row(self, name: str) -> Callable[[dict[str, Any]], InsertRow]:
+        return lambda document: self.cron.definition_row(name, document)
 
     def _report_once(self, name: str, message: str, exc: Exception, slot: datetime | None = None) -> None:
         if self._reported.get(name) != str(exc):

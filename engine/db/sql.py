@@ -362,6 +362,7 @@ ON CONFLICT (name) DO UPDATE
 SET schedule = excluded.schedule, timezone = excluded.timezone, job = excluded.job,
     enabled = excluded.enabled, overlap = excluded.overlap, catch_up = excluded.catch_up,
     source = 'config', config_hash = excluded.config_hash, updated_at = excluded.updated_at,
+    trigger_type = 'cron', once_at = NULL,  -- the config's [[cron]] takes over a definition of its name
     active_since = CASE WHEN (c.schedule, c.timezone, c.enabled)
                              IS DISTINCT FROM (excluded.schedule, excluded.timezone, excluded.enabled)
                         THEN excluded.active_since ELSE c.active_since END
@@ -403,12 +404,13 @@ RETURNING c.name
 # Remove an entry. $1 name.
 CRON_DELETE = "DELETE FROM {schema}.cron_entries WHERE name = $1 RETURNING name"
 
-# Every entry with its last job's state (NULL once pruned); $1 true: enabled ones only.
+# Every cron-triggered definition with its last job's state (NULL once pruned); $1 true:
+# enabled ones only. Manual and once definitions share the table (migration 008).
 CRON_LIST = """
 SELECT c.name, c.schedule, c.timezone, c.job::text AS job, c.enabled, c.overlap, c.catch_up, c.source,
        c.active_since, c.last_slot, c.last_job_id, c.updated_at, j.state AS last_job_state
 FROM {schema}.cron_entries AS c LEFT JOIN {schema}.jobs AS j ON j.id = c.last_job_id
-WHERE c.enabled OR NOT $1
+WHERE (c.enabled OR NOT $1) AND c.trigger_type = 'cron'
 ORDER BY c.name
 """
 
@@ -427,8 +429,13 @@ RETURNING c.job::text AS job, c.overlap = 'skip' AND EXISTS (
 ) AS still_running
 """
 
-# Record the job inserted for the claimed slot. $1 name, $2 job id.
-CRON_SET_LAST_JOB = "UPDATE {schema}.cron_entries SET last_job_id = $2 WHERE name = $1"
+# Record the job inserted for the claimed slot, and count it as one of the definition's
+# runs (DEFINITION_RECORD_RUN). $1 name, $2 job id.
+CRON_SET_LAST_JOB = """
+UPDATE {schema}.cron_entries
+SET last_job_id = $2, runs_total = runs_total + 1, last_run_job_id = $2, last_run_at = now()
+WHERE name = $1
+"""
 
 # --- dashboard ----------------------------------------------------------------------
 # What the dashboard, the HTTP API and /metrics read. Each stays cheap with millions of
@@ -789,6 +796,178 @@ ORDER BY j.id LIMIT $1
 # Publish a control message (pause/resume/scale/cancel) to every node. $1 channel, $2 payload.
 NOTIFY = "SELECT pg_notify($1, $2)"
 
+# --- definitions ------------------------------------------------------------------
+# Definitions are the rows of cron_entries (migration 008): a cron entry is a definition
+# with a cron trigger. These statements read and write every trigger; CRON_* keep serving
+# the ticker and `jobengine cron`. `source` 'runtime' is what the API calls 'api'.
+
+# What the definition reads share: the columns, the last run's live state (the stored one
+# once that job is pruned), and the counters including finished jobs the pruner's tally has
+# not counted yet. Those are read once per statement from jobs_definition_untallied_idx: only
+# jobs finished since the last tally (retention.interval), so the counts are live and exact
+# (the tally moves a job from pending to counted in one statement) without touching an ack.
+_DEFINITION_READ = """
+WITH pending AS (
+    SELECT meta ->> 'definition' AS name, count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'discarded') AS failed,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled
+    FROM {schema}.jobs WHERE meta ? 'untallied' AND state IN ('completed', 'discarded', 'cancelled')
+    GROUP BY 1
+)
+SELECT c.name, c.description, c.tags, c.enabled, c.trigger_type, c.schedule, c.timezone, c.overlap,
+       c.catch_up, c.once_at, c.job::text AS job, c.source, c.active_since, c.last_slot, c.runs_total,
+       c.runs_completed + coalesce(p.completed, 0) AS runs_completed,
+       c.runs_failed + coalesce(p.failed, 0) AS runs_failed,
+       c.runs_cancelled + coalesce(p.cancelled, 0) AS runs_cancelled, c.last_run_job_id, c.last_run_at,
+       coalesce(j.state, c.last_run_state) AS last_run_state,
+       c.inserted_at AS created_at, c.created_by, c.updated_at, c.updated_by
+FROM {schema}.cron_entries AS c LEFT JOIN {schema}.jobs AS j ON j.id = c.last_run_job_id
+LEFT JOIN pending AS p ON p.name = c.name
+"""
+
+# Every definition (or the one named $1), by name. One primary-key probe of jobs per definition.
+DEFINITION_LIST = _DEFINITION_READ + """WHERE $1::text IS NULL OR c.name = $1
+ORDER BY c.name
+"""
+
+# A page of the definitions list, by name after $5 (NULL: from the first), $6 at most,
+# filtered by kind $1, tag $2, enabled $3, text $4 in name or description (each NULL: any).
+# Walks the primary key in name order and stops at the limit, so the join with jobs probes
+# only the rows shown, however many definitions there are.
+DEFINITION_PAGE = _DEFINITION_READ + """WHERE ($1::text IS NULL OR c.job ->> 'jobType' = $1)
+  AND ($2::text IS NULL OR $2 = ANY (c.tags))
+  AND ($3::boolean IS NULL OR c.enabled = $3)
+  AND ($4::text IS NULL OR strpos(c.name, lower($4)) > 0 OR strpos(lower(c.description), lower($4)) > 0)
+  AND ($5::text IS NULL OR c.name > $5)
+ORDER BY c.name
+LIMIT $6
+"""
+
+# What the list's filters offer: how many definitions, their kinds and their tags.
+DEFINITION_FACETS = """
+SELECT count(*) AS total,
+       ARRAY(SELECT DISTINCT job ->> 'jobType' FROM {schema}.cron_entries ORDER BY 1) AS kinds,
+       ARRAY(SELECT DISTINCT tag FROM {schema}.cron_entries, unnest(tags) AS tag ORDER BY 1) AS tags
+FROM {schema}.cron_entries
+"""
+
+# Add a definition made through the API/CLI. $1 name, $2 description, $3 tags, $4 enabled,
+# $5 trigger_type, $6 schedule, $7 timezone, $8 overlap, $9 catch_up, $10 once_at, $11 job,
+# $12 actor, $13 now. Nothing when the name is taken.
+DEFINITION_INSERT = """
+INSERT INTO {schema}.cron_entries (name, description, tags, enabled, trigger_type, schedule, timezone, overlap,
+                                   catch_up, once_at, job, source, created_by, updated_by, active_since,
+                                   inserted_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, 'runtime', $12, $12, $13, $13, $13)
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+"""
+
+# Replace a runtime definition whole (one statement: a concurrent reader sees the old or the
+# new one, never a mix). Same parameters as DEFINITION_INSERT, then $14: the updated_at the
+# editor read (NULL: no precondition). A new trigger restarts active_since (no backfill under it).
+DEFINITION_REPLACE = """
+UPDATE {schema}.cron_entries AS c
+SET description = $2, tags = $3, enabled = $4, trigger_type = $5, schedule = $6, timezone = $7, overlap = $8,
+    catch_up = $9, once_at = $10, job = $11::text::jsonb, updated_by = $12, updated_at = $13,
+    active_since = CASE WHEN (c.trigger_type, c.schedule, c.timezone, c.once_at, c.enabled)
+                             IS DISTINCT FROM ($5::text, $6::text, $7::text, $10::timestamptz, $4::boolean)
+                        THEN $13 ELSE c.active_since END
+WHERE c.name = $1 AND c.source = 'runtime' AND ($14::timestamptz IS NULL OR c.updated_at = $14)
+RETURNING c.name
+"""
+
+# Enable or disable any definition. $1 name, $2 enabled, $3 actor, $4 now. Enabling
+# restarts active_since, so nothing that passed while disabled fires.
+DEFINITION_SET_ENABLED = """
+UPDATE {schema}.cron_entries AS c
+SET enabled = $2, updated_by = $3, updated_at = $4,
+    active_since = CASE WHEN $2 AND NOT c.enabled THEN $4 ELSE c.active_since END
+WHERE c.name = $1
+RETURNING c.name
+"""
+
+# Count a job a definition just made. $1 name, $2 job id. In the insert's transaction.
+DEFINITION_RECORD_RUN = """
+UPDATE {schema}.cron_entries
+SET runs_total = runs_total + 1, last_run_job_id = $2, last_run_at = now()
+WHERE name = $1
+"""
+
+# The document of definition $1, locked for the run's transaction (a concurrent PUT waits).
+DEFINITION_LOCK_JOB = "SELECT job::text AS job FROM {schema}.cron_entries WHERE name = $1 FOR UPDATE"
+
+# Once definitions that have not fired: enabled, their instant after they became active.
+DEFINITION_PENDING_ONCE = """
+SELECT name, once_at FROM {schema}.cron_entries
+WHERE trigger_type = 'once' AND enabled AND active_since < once_at
+  AND (last_slot IS NULL OR last_slot < once_at)
+ORDER BY once_at
+"""
+
+# Claim the one firing of once definition $1 at instant $2, due by $3 (now). The slot claim
+# of CRON_CLAIM_SLOT: the row lock serialises two nodes, and the second re-checks
+# `last_slot < once_at` on the committed row and matches nothing, so it fires once ever.
+DEFINITION_CLAIM_ONCE = """
+UPDATE {schema}.cron_entries AS c
+SET last_slot = c.once_at
+WHERE c.name = $1 AND c.trigger_type = 'once' AND c.enabled AND c.once_at = $2 AND c.once_at <= $3
+  AND c.active_since < c.once_at AND (c.last_slot IS NULL OR c.last_slot < c.once_at)
+RETURNING c.job::text AS job
+"""
+
+# Definition $1's jobs, newest first, below id $2 (NULL: from the newest), $3 at most.
+# Served by jobs_definition_idx; the `meta ? 'definition'` term lets the planner use it.
+DEFINITION_RUNS = ("SELECT " + JOB_COLUMNS + " FROM {schema}.jobs WHERE meta ? 'definition' "
+                   "AND meta ->> 'definition' = $1 AND ($2::bigint IS NULL OR id < $2) "
+                   "ORDER BY meta ->> 'definition', id DESC LIMIT $3")
+
+# Fold up to $1 finished, uncounted definition jobs into their definitions' counters and
+# drop their `untallied` mark, in one statement: a job is counted exactly once whichever
+# node tallies (SKIP LOCKED: two tallies take different jobs). The pruner runs this before
+# it deletes, so counts survive pruning. Returns how many jobs were counted.
+DEFINITION_TALLY = """
+WITH picked AS (
+    SELECT id FROM {schema}.jobs
+    WHERE meta ? 'untallied' AND state IN ('completed', 'discarded', 'cancelled')
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), counted AS (
+    UPDATE {schema}.jobs AS j SET meta = j.meta - 'untallied'
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.meta ->> 'definition' AS definition, j.state
+), sums AS (
+    SELECT definition, count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'discarded') AS failed,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+           array_agg(id) AS ids, array_agg(state) AS states
+    FROM counted WHERE definition IS NOT NULL GROUP BY definition
+), applied AS (
+    UPDATE {schema}.cron_entries AS c
+    SET runs_completed = c.runs_completed + s.completed, runs_failed = c.runs_failed + s.failed,
+        runs_cancelled = c.runs_cancelled + s.cancelled,
+        last_run_state = coalesce(s.states[array_position(s.ids, c.last_run_job_id)], c.last_run_state)
+    FROM sums AS s WHERE c.name = s.definition
+    RETURNING c.name
+)
+SELECT (SELECT count(*) FROM counted) AS counted, (SELECT count(*) FROM applied) AS definitions
+"""
+
+# Edit a job that has not started. $1 id, $2 args (jsonb text or NULL: keep), $3 priority,
+# $4 scheduled_at, $5 tags, $6 queue, $7 max_attempts (each NULL: keep).
+# The state guard is the race with the claim: the claim's FOR UPDATE and this UPDATE take
+# the same row lock, and the loser re-checks `state` on the winner's row version, so the
+# edit applies before the claim or matches nothing (409); a running job is never changed.
+# A future scheduled_at makes an available job scheduled; a past one leaves it to the stager.
+JOB_EDIT_WAITING = """
+UPDATE {schema}.jobs AS j
+SET args = coalesce($2::text::jsonb, j.args), priority = coalesce($3, j.priority),
+    scheduled_at = coalesce($4, j.scheduled_at), tags = coalesce($5, j.tags), queue = coalesce($6, j.queue),
+    max_attempts = coalesce($7, j.max_attempts),
+    state = CASE WHEN j.state = 'available' AND $4 > now() THEN 'scheduled' ELSE j.state END
+WHERE j.id = $1 AND j.state IN ('scheduled', 'available', 'retryable')
+RETURNING j.id, j.state, j.queue
+"""
+
 
 # --- accounts and the audit log ----------------------------------------------------------
 # Users, their API tokens and login sessions, and the audit log (migration 009;
@@ -1003,6 +1182,19 @@ class Statements:
     AUDIT_INSERT: str
     AUDIT_LIST: str
     AUDIT_PRUNE: str
+    DEFINITION_LIST: str
+    DEFINITION_PAGE: str
+    DEFINITION_FACETS: str
+    DEFINITION_INSERT: str
+    DEFINITION_REPLACE: str
+    DEFINITION_SET_ENABLED: str
+    DEFINITION_RECORD_RUN: str
+    DEFINITION_LOCK_JOB: str
+    DEFINITION_PENDING_ONCE: str
+    DEFINITION_CLAIM_ONCE: str
+    DEFINITION_RUNS: str
+    DEFINITION_TALLY: str
+    JOB_EDIT_WAITING: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -24,6 +24,7 @@ from engine.db.account_rows import AccountRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
 from engine.db.dashboard_reads import DashboardReads
+from engine.db.definition_rows import DefinitionRows
 from engine.db.dependency_rows import DependencyRows
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
@@ -44,7 +45,7 @@ class StoreHooks:
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows):
+class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 

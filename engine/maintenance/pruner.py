@@ -1,4 +1,5 @@
-"""Deletes finished jobs after their retention, in bounded batches."""
+"""Deletes finished jobs after their retention, in bounded batches, after counting the
+finished jobs of definitions into their counters (so those survive the delete)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,21 @@ class Pruner:
         self.store = store
         self.config = config
 
+    async def tally_once(self) -> int:
+        """Count finished definition jobs into their definitions' counters (runs completed,
+        failed, cancelled; see DEFINITION_TALLY); returns how many were counted."""
+        total = 0
+        while True:
+            counted = await self.store.definition_tally(self.config.batch_size)
+            total += counted
+            if counted < self.config.batch_size:
+                return total
+            await anyio.lowlevel.checkpoint()
+
     async def prune_once(self) -> int:
-        """Delete batches until one is not full; returns how many rows went."""
+        """Tally definition jobs, then delete batches until one is not full; returns how
+        many rows went. Tallying first is what lets the counters survive pruning."""
+        await self.tally_once()
         total = 0
         while True:
             deleted = await self.store.prune(self.config.completed, self.config.cancelled,

@@ -23,7 +23,7 @@ from aiohttp import web
 from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import accounts, api, pages, present
+from engine.web import accounts, api, definitions, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -200,6 +200,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     pages.add_routes(app)
     api.add_routes(app)
     accounts.add_routes(app)
+    definitions.add_routes(app)
     detach = app[METRICS].attach(engine.events)
 
     async def _detach(_app: web.Application) -> None:

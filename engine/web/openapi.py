@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.definitions_openapi import definition_paths, definition_schemas, job_patch_operation
 from engine.web.present import GROUPS, STATES
 
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -212,6 +213,8 @@ HEALTH_SCHEMA: dict[str, Any] = {
 
 def openapi_document() -> dict[str, Any]:
     """The whole document (a fresh dict each call)."""
+    paths = {**_paths(), **definition_paths()}
+    paths["/api/jobs/{job_id}"]["patch"] = job_patch_operation()
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobengine", "version": "1", "description": (
@@ -220,6 +223,7 @@ def openapi_document() -> dict[str, Any]:
             "(an operator) or dashboard.readonly_token (a viewer). State-changing "
             "requests are POSTs; from a browser session they also need the X-CSRF-Token header.")},
         "security": [{"bearer": []}],
-        "paths": _paths(),
-        "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+        "components": {"schemas": {**SCHEMAS, **definition_schemas()},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -90,6 +90,29 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
         ("get", "/api/openapi.json", "/api/openapi.json", {}),
         ("get", "/metrics", "/metrics", {}),
         ("get", "/healthz", "/healthz", {}),
+        *_definition_requests(job),
+    ]
+
+
+def _definition_requests(job: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The operations of definitions, kinds and job edits (SPEC section 10)."""
+    saved = {"name": "api-doc", "trigger": {"type": "manual"}, "job": {"jobType": "scripted", "data": {}}}
+    one = "/api/definitions/{name}"
+    return [
+        ("post", "/api/definitions", "/api/definitions", {"json": saved}),
+        ("post", "/api/definitions", "/api/definitions", {"json": saved}),  # 409
+        ("post", "/api/definitions", "/api/definitions", {"json": {**saved, "name": "Bad"}}),  # 422
+        ("get", "/api/definitions", "/api/definitions", {}),
+        ("get", one, "/api/definitions/api-doc", {}),
+        ("get", one, "/api/definitions/missing", {}),
+        ("put", one, "/api/definitions/api-doc", {"json": {**saved, "description": "changed"}}),
+        ("post", one + "/run", "/api/definitions/api-doc/run", {"json": {"vars": {"a": 1}}}),
+        ("post", one + "/disable", "/api/definitions/api-doc/disable", {}),
+        ("post", one + "/enable", "/api/definitions/api-doc/enable", {}),
+        ("get", one + "/runs", "/api/definitions/api-doc/runs?limit=1", {}),
+        ("delete", one, "/api/definitions/api-doc", {}),
+        ("get", "/api/kinds", "/api/kinds", {}),
+        ("patch", "/api/jobs/{job_id}", f"/api/jobs/{job}", {"json": {"priority": 2}}),
     ]
 
 
