@@ -18,10 +18,11 @@ from cron_descriptor import ExpressionDescriptor, FormatException, Options
 from engine.cron.definition_model import DefinitionInvalid, definition_json, next_runs, parse_body, parsed_schedule
 from engine.cron.definitions import DefinitionConflict
 from engine.cron.schedule import CronConfigError
+from engine.web.access import hide_document, visible_jobs
 from engine.web.actions import BadRequest, NotFound
-from engine.web.context import ENGINE, SNAPSHOTS, render, safe_next, url
+from engine.web.context import ENGINE, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.definition_form import body_from_form, body_to_form, schema_fields
-from engine.web.definitions_api import actor, definition_store, kinds_json, run_json
+from engine.web.definitions_api import actor, audited, definition_store, kinds_json, run_json, shown
 
 PAGE_SIZE = 50
 NOTICES = {"saved": "Saved the definition.", "run": "Inserted a run: job #{job}.", "enable": "Enabled.",
@@ -83,12 +84,12 @@ async def detail_page(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound(f"no definition {name!r}")
     now = datetime.now(UTC)
-    item = engine.secrets.redact(definition_json(row, now))
+    item = shown(request, definition_json(row, now))
     zone = _zone(row["timezone"])
     upcoming = [(slot.astimezone(zone), slot) for slot in next_runs(row, now, 5)]
     before = request.query.get("before", "")
     jobs = await store.runs(name, before=int(before) if before.isdigit() else None, limit=26)
-    runs = [run_json(job, engine) for job in jobs[:25]]
+    runs = visible_jobs(principal_of(request), [run_json(job, engine) for job in jobs[:25]])
     older = url(f"/definitions/{quote(name)}", {"before": runs[-1]["id"]}) if len(jobs) > 25 else None
     return render(request, "definition.html", {
         "nav": "definitions", "notice": _notice(request), "d": item, "words": trigger_words(item["trigger"]),
@@ -163,7 +164,10 @@ async def new_page(request: web.Request) -> web.Response:
 
 async def edit_page(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return _form(request, body_to_form(await _definition(request, name)), editing=name)
+    document = await _definition(request, name)
+    if not principal_of(request).sees_args and isinstance(document.get("job"), dict):
+        document = {**document, "job": hide_document(document["job"])}  # a viewer may look, not read args
+    return _form(request, body_to_form(document), editing=name)
 
 
 async def _definition(request: web.Request, name: str) -> dict[str, Any]:
@@ -188,6 +192,7 @@ async def save(request: web.Request) -> web.Response:
             await store.replace(editing, body, actor(request))
         else:
             await store.create(body, actor(request))
+        await audited(request, "definition.update" if editing else "definition.create", str(body["name"]))
     except DefinitionInvalid as exc:
         errors = {e.field: request.app[ENGINE].secrets.redact_text(e.message) for e in exc.errors}
         return _form(request, form, editing=editing, errors=errors, status=422)
@@ -211,10 +216,13 @@ async def action(request: web.Request) -> web.Response:
             job = await store.run(name, variables)
             request.app[SNAPSHOTS].invalidate()
             extra = f"&job={job.id}"
+            await audited(request, "definition.run", name, job_id=job.id, vars=sorted(variables))
         elif verb in ("enable", "disable"):
             await store.set_enabled(name, verb == "enable", actor(request))
+            await audited(request, f"definition.{verb}", name)
         elif verb == "delete":
             await store.delete(name)
+            await audited(request, "definition.delete", name)
             target = "/definitions"
         else:
             raise NotFound(f"unknown definition action {verb!r}")

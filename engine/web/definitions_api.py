@@ -17,7 +17,9 @@ from engine.core.job import Job
 from engine.cron.definition_model import DefinitionInvalid, definition_json
 from engine.cron.definitions import DefinitionConflict, DefinitionStore
 from engine.engine import Engine
+from engine.web.access import hide_document, visible_job
 from engine.web.actions import MAX_PAGE, BadRequest, NotFound
+from engine.web.audit import record
 from engine.web.context import ENGINE, SNAPSHOTS, principal_of
 from engine.web.job_edit import edit_job
 from engine.web.present import job_summary
@@ -34,9 +36,22 @@ def definition_store(engine: Engine) -> DefinitionStore:
 
 
 def actor(request: web.Request) -> str:
-    """Who made a change, as recorded in created_by/updated_by."""
-    principal = principal_of(request)
-    return f"{principal.via}:{principal.role.value}"
+    """Who made a change, as recorded in created_by/updated_by: the account's name."""
+    return principal_of(request).name
+
+
+def shown(request: web.Request, item: dict[str, Any]) -> dict[str, Any]:
+    """A definition as the caller may see it: secrets redacted, and its job document's
+    payload ``hidden`` from a viewer who may not view args."""
+    item = request.app[ENGINE].secrets.redact(item)
+    if not principal_of(request).sees_args and isinstance(item.get("job"), dict):
+        item = {**item, "job": hide_document(item["job"])}
+    return item
+
+
+async def audited(request: web.Request, action: str, name: str, **details: Any) -> None:
+    """One audit row for a definition action, after it succeeded."""
+    await record(request.app[ENGINE], principal_of(request), action, f"definition:{name}", **details)
 
 
 def invalid_response(request: web.Request, exc: DefinitionInvalid) -> web.Response:
@@ -111,31 +126,34 @@ def _paging(request: web.Request) -> tuple[int | None, int]:
 async def list_definitions(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     items = [definition_json(row, now) for row in await definition_store(request.app[ENGINE]).all()]
-    return web.json_response({"definitions": request.app[ENGINE].secrets.redact(items)})
+    return web.json_response({"definitions": [shown(request, item) for item in items]})
 
 
 @handles_errors
 async def create_definition(request: web.Request) -> web.Response:
     created = await definition_store(request.app[ENGINE]).create(await json_body(request), actor(request))
-    return web.json_response({"definition": request.app[ENGINE].secrets.redact(created)}, status=201)
+    await audited(request, "definition.create", created["name"])
+    return web.json_response({"definition": shown(request, created)}, status=201)
 
 
 @handles_errors
 async def get_definition(request: web.Request) -> web.Response:
     found = await definition_store(request.app[ENGINE]).get_json(_name(request))
-    return web.json_response({"definition": request.app[ENGINE].secrets.redact(found)})
+    return web.json_response({"definition": shown(request, found)})
 
 
 @handles_errors
 async def replace_definition(request: web.Request) -> web.Response:
     store = definition_store(request.app[ENGINE])
     replaced = await store.replace(_name(request), await json_body(request), actor(request))
-    return web.json_response({"definition": request.app[ENGINE].secrets.redact(replaced)})
+    await audited(request, "definition.update", _name(request))
+    return web.json_response({"definition": shown(request, replaced)})
 
 
 @handles_errors
 async def delete_definition(request: web.Request) -> web.Response:
     await definition_store(request.app[ENGINE]).delete(_name(request))
+    await audited(request, "definition.delete", _name(request))
     return web.json_response({"deleted": _name(request)})
 
 
@@ -153,19 +171,23 @@ async def run_definition(request: web.Request) -> web.Response:
     except ValueError as exc:  # the saved document no longer inserts (a kind gone, ...)
         raise DefinitionInvalid.single("job", str(exc)) from None
     request.app[SNAPSHOTS].invalidate()
-    return web.json_response({"jobId": job.id, "job": job_summary(job, engine.secrets)}, status=201)
+    await audited(request, "definition.run", _name(request), job_id=job.id, vars=sorted(variables))
+    summary = visible_job(principal_of(request), job_summary(job, engine.secrets))
+    return web.json_response({"jobId": job.id, "job": summary}, status=201)
 
 
 @handles_errors
 async def enable_definition(request: web.Request) -> web.Response:
     changed = await definition_store(request.app[ENGINE]).set_enabled(_name(request), True, actor(request))
-    return web.json_response({"definition": request.app[ENGINE].secrets.redact(changed)})
+    await audited(request, "definition.enable", _name(request))
+    return web.json_response({"definition": shown(request, changed)})
 
 
 @handles_errors
 async def disable_definition(request: web.Request) -> web.Response:
     changed = await definition_store(request.app[ENGINE]).set_enabled(_name(request), False, actor(request))
-    return web.json_response({"definition": request.app[ENGINE].secrets.redact(changed)})
+    await audited(request, "definition.disable", _name(request))
+    return web.json_response({"definition": shown(request, changed)})
 
 
 @handles_errors
@@ -177,7 +199,7 @@ async def definition_runs(request: web.Request) -> web.Response:
         raise LookupError(f"no definition {name!r}")
     before, limit = _paging(request)
     jobs = await store.runs(name, before=before, limit=limit + 1)
-    rows = [run_json(job, engine) for job in jobs[:limit]]
+    rows = [visible_job(principal_of(request), run_json(job, engine)) for job in jobs[:limit]]
     cursor = {"before": rows[-1]["id"]} if len(jobs) > limit and rows else None
     return web.json_response({"jobs": rows, "next": cursor})
 
@@ -212,9 +234,12 @@ def _job_id(request: web.Request) -> int:
 @handles_errors
 async def patch_job(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    job = await edit_job(engine, _job_id(request), await json_body(request))
+    changes = await json_body(request)
+    job = await edit_job(engine, _job_id(request), changes)
     request.app[SNAPSHOTS].invalidate()
-    return web.json_response({"job": job_summary(job, engine.secrets)})
+    fields = sorted(changes) if isinstance(changes, dict) else []
+    await record(engine, principal_of(request), "job.edit", f"job:{job.id}", fields=fields)
+    return web.json_response({"job": visible_job(principal_of(request), job_summary(job, engine.secrets))})
 
 
 def add_routes(app: web.Application) -> None:

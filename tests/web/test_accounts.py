@@ -22,7 +22,7 @@ ADMIN_PREFIXES = ("/users", "/audit", "/api/users", "/api/audit")
 def needed_role(method: str, template: str) -> Role:
     if template.startswith(ADMIN_PREFIXES):
         return Role.ADMIN
-    if method == "POST" and template != "/logout":
+    if method not in ("GET", "HEAD") and template != "/logout":  # POST, PUT, PATCH, DELETE all act
         return Role.OPERATOR
     return Role.VIEWER
 
