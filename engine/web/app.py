@@ -23,7 +23,7 @@ from aiohttp import web
 from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import accounts, api, definitions, pages, present
+from engine.web import accounts, api, definitions, job_forms, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -197,6 +197,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     app[TEMPLATES] = _templates()
     app[STATIC] = _load_static()
     app.router.add_get("/static/{filename}", static_file)
+    job_forms.add_routes(app)  # before pages: /jobs/new is not a job id
     pages.add_routes(app)
     api.add_routes(app)
     accounts.add_routes(app)
