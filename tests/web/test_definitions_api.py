@@ -35,7 +35,7 @@ async def test_a_definition_is_saved_read_listed_and_replaced(dashboard: Dashboa
     status, created = await _call(http, dashboard, "post", "/api/definitions", json=definition())
     assert status == 201, created
     saved = created["definition"]
-    assert saved["source"] == "api" and saved["createdBy"] == "bearer:operator"
+    assert saved["source"] == "api" and saved["createdBy"] == "token"
     assert saved["trigger"] == {"type": "cron", "schedule": "0 2 * * *", "timezone": "Asia/Seoul",
                                 "overlap": "allow", "catchUp": 0.0}
     next_run = datetime.fromisoformat(saved["nextRunAt"])
