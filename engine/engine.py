@@ -25,6 +25,7 @@ from engine.core.documents import parse_document
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
+from engine.core.search import parse_query
 from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
@@ -266,11 +267,19 @@ class Engine:
 
     async def list_jobs(self, *, state: str | None = None, queue: str | None = None, kind: str | None = None,
                         tag: str | None = None, search: str | None = None, before_id: int | None = None,
-                        limit: int = 50) -> list[Job]:
+                        limit: int = 50, query: str | None = None) -> list[Job]:
         """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
-        Every filter reads an index, so this stays fast on a table of millions."""
-        return await self._store.dashboard_job_page(state=state, queue=queue, kind=kind, tag=tag, search=search,
-                                                    before=before_id, limit=limit)
+        ``query`` is the search language of SPEC section 12 (``kind:mail args.to:a@b.c``);
+        a malformed one raises :class:`~engine.core.search.SearchError` naming the term.
+        Every filter but text reads an index, so this stays fast on a table of millions.
+
+        Example::
+
+            failed = await engine.list_jobs(query='state:discarded error:"timed out"')
+        """
+        parsed = parse_query(query) if query else None
+        return await self._store.dashboard_job_page(query=parsed, state=state, queue=queue, kind=kind, tag=tag,
+                                                    search=search, before=before_id, limit=limit)
 
     async def cancel(self, job_id: int, reason: str = "cancelled by operator") -> bool:
         """Cancel a job that has not finished; an executing one is stopped on its node.

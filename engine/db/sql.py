@@ -7,6 +7,8 @@ positional (``$1``...); each statement's comment lists them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 # Columns every job-returning statement yields, in Job.from_record's terms.
 # jsonb columns come back as text so rows decode the same on any connection, including a
@@ -571,42 +573,67 @@ DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) AND state <> 'executing'
 # indexes against a parameter state. A tag filter repeats jobs_tags_listing_idx's
 # `cardinality(tags) <> 0` (migration 005 says why not `tags <> '{}'`).
 DASHBOARD_JOB_FILTERS = {
+    "id": "j.id = ${n}::bigint",
     "kind": "j.kind = ${n}::text",
     "tag": "j.tags @> ARRAY[${n}::text] AND cardinality(j.tags) <> 0",
     "before": "j.id < ${n}::bigint",
     "after": "j.id > ${n}::bigint",
+    # args.PATH:VALUE (engine/core/search.py): containment, which jobs_args_idx (migration
+    # 010, jsonb_path_ops) answers; "args_either" also matches the value written as a string.
+    "args": "j.args @> ${n}::jsonb",
+    "args_either": "(j.args @> ${n}::jsonb OR j.args @> ${m}::jsonb)",
 }
-# Text search reads at most this many newest rows matching the other filters (split over
-# the branches): a search for a rare string answers in bounded time.
+# Terms no index answers, checked row by row on the newest DASHBOARD_SEARCH_SCAN_LIMIT rows
+# that match the indexed terms. "words" and "error" take an ILIKE pattern (already escaped).
+DASHBOARD_JOB_SCANNED = {
+    "words": "j.args::text ILIKE ${n}::text",
+    "error": "j.errors::text ILIKE ${n}::text",
+    "node": "j.attempted_by = ${n}::text",
+    "definition": "j.meta ->> 'definition' = ${n}::text",
+}
+# A scanned search reads at most this many newest rows matching the other filters (split
+# over the branches): a search for a rare string answers in bounded time. The dashboard
+# shows this bound beside such a search.
 DASHBOARD_SEARCH_SCAN_LIMIT = 50_000
 DASHBOARD_PLAN_CUSTOM = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
-def dashboard_job_page(schema: str, filters: list[str], *, pairs: int, search: bool, ascending: bool) -> str:
+def _numbered(templates: dict[str, str], names: Sequence[str], n: int) -> tuple[list[str], int]:
+    """The fragments for ``names``, numbered from parameter ``n + 1``; and the last number."""
+    terms = []
+    for name in names:
+        n += 1
+        term = templates[name].replace("{n}", str(n))
+        if "{m}" in term:
+            n += 1
+            term = term.replace("{m}", str(n))
+        terms.append(term)
+    return terms, n
+
+
+def dashboard_job_page(schema: str, filters: Sequence[str], *, pairs: int, search: bool = False,
+                       ascending: bool, scanned: Sequence[str] = ()) -> str:
     """The SQL of a job page. Parameters: a queue and a state for each of ``pairs``
     branches ($1, $2, $3, $4, ...; 0 pairs: no queue/state filter); then one per name in
-    ``filters``, in order; then the ILIKE pattern (already escaped) when ``search``; last
-    the page size.
+    ``filters`` (two for ``args_either``), in order; then one per name in ``scanned``
+    (``search=True`` is ``scanned=["words"]``); last the page size.
 
     Example::
 
-        dashboard_job_page("jobengine", ["kind"], pairs=0, search=False, ascending=False)
+        dashboard_job_page("jobengine", ["kind"], pairs=0, ascending=False, scanned=["error"])
     """
     order = "ASC" if ascending else "DESC"
-    n = 2 * pairs
-    terms = []
-    for name in filters:
-        n += 1
-        terms.append(DASHBOARD_JOB_FILTERS[name].replace("{n}", str(n)))
-    pattern, limit = (f"${n + 1}::text", f"${n + 2}::int") if search else ("", f"${n + 1}::int")
+    terms, n = _numbered(DASHBOARD_JOB_FILTERS, filters, 2 * pairs)
+    checks, n = _numbered(DASHBOARD_JOB_SCANNED, [*scanned, *(["words"] if search else [])], n)
+    limit = f"${n + 1}::int"
     scan = DASHBOARD_SEARCH_SCAN_LIMIT // (pairs or 2)  # no pairs: the at-rest and executing branches
 
     def branch(extra: list[str]) -> str:
         where = " AND ".join([*extra, *terms]) or "true"
         inner = f"SELECT j.* FROM {{schema}}.jobs AS j WHERE {where} ORDER BY j.id {order}"
-        if search:
+        if checks:
             inner = (f"SELECT j.* FROM ({inner} LIMIT {scan}) AS j "
-                     f"WHERE j.args::text ILIKE {pattern} ORDER BY j.id {order}")
+                     f"WHERE {' AND '.join(checks)} ORDER BY j.id {order}")
         return f"({inner} LIMIT {limit})"
 
     if pairs:
@@ -790,6 +817,20 @@ ORDER BY j.id LIMIT $1
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 
+# --- dashboard: search and nodes (migration 010) -------------------------------------------
+
+# Whether job definitions exist here: their migration (SPEC section 10) is applied, so jobs
+# run from one carry meta.definition and `definition:NAME` can match. No parameters.
+DASHBOARD_HAS_DEFINITIONS = "SELECT EXISTS (SELECT 1 FROM {schema}.migrations WHERE name LIKE '%definition%')"
+
+# A migration's after-commit part (engine/db/migrate.py) runs under a session lock, taken
+# only if free: a second process starting meanwhile skips the part instead of waiting for
+# another's index build. $1 the lock's name.
+MIGRATION_TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock(hashtext($1))"
+# Release it. $1 the lock's name.
+MIGRATION_SESSION_UNLOCK = "SELECT pg_advisory_unlock(hashtext($1))"
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -858,6 +899,9 @@ class Statements:
     DEPENDENCY_RESOLVE_JOBS: str
     DEPENDENCY_LIST_SETTLED: str
     NOTIFY: str
+    DASHBOARD_HAS_DEFINITIONS: str
+    MIGRATION_TRY_SESSION_LOCK: str
+    MIGRATION_SESSION_UNLOCK: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -112,7 +112,12 @@ LIST_PARAMS = [
     _query("state", {"enum": list(STATES)}, "Only jobs in this state"),
     _query("queue", TEXT, "Only this queue"), _query("kind", TEXT, "Only this kind"),
     _query("tag", TEXT, "Only jobs with this tag"),
-    _query("q", TEXT, "Text in args (searches the newest 50,000 jobs matching the other filters)"),
+    _query("q", {"type": "string", "maxLength": 500},
+           'Search terms combined with AND (SPEC section 12): id:123 kind:mail queue:default '
+           'state:discarded,retryable tag:billing node:NAME definition:NAME args.to:a@example.com '
+           'error:"timed out", and bare words (text in args). Error text, bare words, node: and '
+           'definition: are checked on the newest 50,000 jobs matching the other terms. A malformed '
+           'query is a 400 naming the term.'),
     _query("before", {"type": "integer", "minimum": 1}, "Cursor: jobs with a smaller id"),
     _query("after", {"type": "integer", "minimum": 1}, "Cursor: jobs with a larger id"),
     _query("order", {"enum": ["newest", "oldest"]}, "Sort by insertion time"),

@@ -9,7 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.core.search import MAX_QUERY, JobQuery, SearchError, parse_query
 from engine.core.secrets import Secrets
+from engine.db.sql import DASHBOARD_SEARCH_SCAN_LIMIT as SEARCH_SCAN_LIMIT
 from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import JobFilter
@@ -67,10 +69,35 @@ async def _job_list_context(request: web.Request) -> dict[str, Any]:
 
 
 async def jobs_page(request: web.Request) -> web.Response:
-    context = await _job_list_context(request)
     queues = [q.name for q in (await request.app[SNAPSHOTS].overview()).queues]
-    return render(request, "jobs.html", {"nav": "jobs", "notice": notice(request), "queues": queues,
-                                         "bulk_max": actions.MAX_BULK_FILTERED, **context})
+    page = {"nav": "jobs", "notice": notice(request), "queues": queues, "bulk_max": actions.MAX_BULK_FILTERED,
+            "scan_limit": SEARCH_SCAN_LIMIT, "query_error": None}
+    try:
+        context = await _job_list_context(request)
+    except actions.BadRequest as exc:
+        # Keep the form (and the query the operator typed) with the error beside it.
+        typed = {k: request.query.get(k, "").strip()[:MAX_QUERY] or None
+                 for k in ("state", "queue", "kind", "tag", "q")}
+        flt = actions.JobFilter(state=typed["state"], queue=typed["queue"], kind=typed["kind"], tag=typed["tag"],
+                                q=typed["q"])
+        return render(request, "jobs.html", {**page, "query_error": exc.message, "flt": flt, "rows": [],
+                                             "next_page": None, "prev_page": None, "live_url": None,
+                                             "query": JobQuery()}, status=400)
+    return render(request, "jobs.html", {**page, "query": context["flt"].search(), **context})
+
+
+async def search(request: web.Request) -> web.Response:
+    """The header's search box: a job id (``123``, ``#123``, ``id:123``) opens that job;
+    anything else lists the matching jobs (where a malformed query shows its error)."""
+    text = request.query.get("q", "").strip()
+    bare = text.removeprefix("#")
+    if bare.isdigit() and 0 < len(bare) <= 18 and int(bare) > 0:
+        raise web.HTTPSeeOther(f"/jobs/{int(bare)}")
+    try:
+        job_id = parse_query(text).job_id
+    except SearchError:
+        job_id = None
+    raise web.HTTPSeeOther(f"/jobs/{job_id}" if job_id else url("/jobs", {"q": text}))
 
 
 async def jobs_partial(request: web.Request) -> web.Response:
@@ -188,6 +215,7 @@ async def cron_action(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", overview)
     app.router.add_get("/jobs", jobs_page)
+    app.router.add_get("/search", search)
     app.router.add_get("/jobs/{job_id}", job_page)
     app.router.add_get("/cron", cron_page)
     app.router.add_get("/partials/overview", overview_partial)

@@ -81,3 +81,15 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode != 0
     assert "unknown key 'queues.default.concurency'" in done.stderr
+
+
+def test_jobs_query_finds_by_args_and_exits_2_naming_a_bad_term(cli) -> None:
+    cli("migrate")
+    wanted = json.loads(cli("enqueue", "log", "--args", '{"level": "info", "message": "to ops"}', "--json").stdout)
+    cli("enqueue", "log", "--args", '{"level": "warn", "message": "other"}')
+    listed = json.loads(cli("jobs", "--query", 'args.message:"to ops" kind:log', "--json").stdout)
+    assert [job["id"] for job in listed] == [wanted["id"]]
+    bad = cli("jobs", "--query", "kind:log colour:red", check=False)
+    assert bad.returncode == 2 and "colour:red" in bad.stderr and "unknown qualifier" in bad.stderr, bad.stderr
+    refused = cli("jobs", "--query", "definition:nightly", check=False)
+    assert refused.returncode == 2 and "definition:nightly" in refused.stderr, refused.stderr
