@@ -13,7 +13,7 @@ from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.actions import BadRequest, JobFilter
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
-from engine.web.metrics import CONTENT_TYPE, Gauge
+from engine.web.metrics import Gauge
 from engine.web.openapi import openapi_document
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
@@ -169,8 +169,8 @@ async def metrics(request: web.Request) -> web.Response:
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
         gauges += database_gauges(await request.app[SNAPSHOTS].overview())
-    body = request.app[METRICS].render(gauges)
-    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+    body, content_type = request.app[METRICS].exposition(gauges, request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:
