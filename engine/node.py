@@ -10,6 +10,9 @@ gracefully. The :class:`engine.engine.Engine` facade owns one when it processes 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import os
+import socket
 from typing import Any
 
 import anyio
@@ -32,6 +35,15 @@ from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 
 log = structlog.get_logger("jobengine")
+
+
+def node_identity() -> dict[str, Any]:
+    """Who runs this node: host, process id and jobengine version (sent with every heartbeat)."""
+    try:
+        version = importlib.metadata.version("jobengine")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"host": socket.gethostname(), "pid": os.getpid(), "version": version}
 
 
 class NodeSupervisor:
@@ -97,9 +109,16 @@ class NodeSupervisor:
                                  config=self.config.lifeline, on_recovered=self._on_recovered,
                                  on_lease_lost=self._on_lease_lost, known_jobs=self._known_jobs,
                                  claim_grace=2 * self.config.query_timeout + 5.0,
-                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]))
+                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]),
+                                 meta=node_identity(), describe=self.describe)
         assert self.cron is not None
         self._cron_ticker = CronTicker(self.cron)
+
+    def describe(self) -> dict[str, Any]:
+        """What this node's heartbeat tells the others (and the nodes page): each queue's
+        concurrency, pause and running jobs."""
+        return {"queues": {name: {"concurrency": p.limit, "running": len(p.running), "paused": p.paused}
+                           for name, p in self.producers.items()}}
 
     async def _host_main(self, ready: asyncio.Future[None]) -> None:
         """The engine's host task: owns the task group of every service and producer."""

@@ -52,6 +52,14 @@ class DashboardReads(StoreBase):
             records = await conn.fetch(self.statements.DASHBOARD_THROUGHPUT, minutes, queue)
         return [dict(r) for r in records]
 
+    async def dashboard_nodes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every heartbeat row (with ``heartbeat_age`` in seconds, by the database's clock) and
+        the nodes that departed in the last day, newest first."""
+        async with self.pool.acquire() as conn:
+            rows = [dict(r) for r in await conn.fetch(self.statements.DASHBOARD_NODES)]
+            departed = [dict(r) for r in await conn.fetch(self.statements.DASHBOARD_DEPARTED_NODES)]
+        return rows, departed
+
     async def dashboard_job(self, job_id: int) -> tuple[Job, dict[str, Any]] | None:
         """The job and the columns Job does not carry (cancelled_at, discarded_at, rescued)."""
         async with self.pool.acquire() as conn:

@@ -332,14 +332,28 @@ QUEUE_LIST_CONTROLS = "SELECT name, paused, concurrency FROM {schema}.queues"
 # Register or heartbeat this node. $1 name, $2 queues, $3 meta.
 NODE_HEARTBEAT = """
 INSERT INTO {schema}.nodes (name, queues, meta) VALUES ($1, $2, $3)
-ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = excluded.queues
+ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = excluded.queues, meta = excluded.meta
 """
 
-# Forget this node on clean shutdown. $1 name.
-NODE_DELETE = "DELETE FROM {schema}.nodes WHERE name = $1"
+# Forget this node on clean shutdown, keeping it among the departed nodes (migration 010)
+# as stopped. $1 name.
+NODE_DELETE = """
+WITH gone AS (DELETE FROM {schema}.nodes WHERE name = $1 RETURNING *)
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason)
+SELECT name, queues, meta, started_at, heartbeat_at, 'stopped' FROM gone
+ON CONFLICT (name) DO UPDATE SET queues = excluded.queues, meta = excluded.meta, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, departed_at = now(), reason = 'stopped', rescued = 0, rescued_ids = '{{}}'
+"""
 
-# Forget nodes silent for more than $1 seconds (their jobs were rescued already).
-NODE_DELETE_STALE = "DELETE FROM {schema}.nodes WHERE heartbeat_at < now() - make_interval(secs => $1)"
+# Forget nodes silent for more than $1 seconds (their jobs were rescued already), keeping
+# them among the departed nodes as lost (the rescue may have counted their jobs there).
+NODE_DELETE_STALE = """
+WITH gone AS (DELETE FROM {schema}.nodes WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING *)
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason)
+SELECT name, queues, meta, started_at, heartbeat_at, 'lost' FROM gone
+ON CONFLICT (name) DO UPDATE SET queues = excluded.queues, meta = excluded.meta, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, reason = 'lost'
+"""
 
 # Live nodes.
 NODE_LIST = "SELECT name, queues, started_at, heartbeat_at, meta FROM {schema}.nodes ORDER BY name"
@@ -823,6 +837,34 @@ NOTIFY = "SELECT pg_notify($1, $2)"
 # run from one carry meta.definition and `definition:NAME` can match. No parameters.
 DASHBOARD_HAS_DEFINITIONS = "SELECT EXISTS (SELECT 1 FROM {schema}.migrations WHERE name LIKE '%definition%')"
 
+# Count jobs rescued from node $1 (their ids $2, of which the first 20 are kept) among the
+# departed nodes, with what its heartbeat row still says. Runs in the rescue's transaction,
+# once per node that lost jobs: never on the path of a job that runs normally.
+NODE_RECORD_RESCUED = """
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason, rescued, rescued_ids)
+SELECT $1::text, coalesce(n.queues, '{{}}'), coalesce(n.meta, '{{}}'), n.started_at, n.heartbeat_at, 'lost',
+       cardinality($2::bigint[]), ($2::bigint[])[1:20]
+FROM (SELECT 1) AS one LEFT JOIN {schema}.nodes AS n ON n.name = $1::text
+ON CONFLICT (name) DO UPDATE SET rescued = d.rescued + excluded.rescued,
+    rescued_ids = (d.rescued_ids || excluded.rescued_ids)[1:20], reason = 'lost'
+"""
+
+# Forget departed nodes after a day. No parameters.
+NODE_DEPARTED_PRUNE = "DELETE FROM {schema}.departed_nodes WHERE departed_at < now() - interval '1 day'"
+
+# The nodes page: every heartbeat row with its age by the database's clock (the web host's
+# may differ), and the departed nodes, newest first. No parameters.
+DASHBOARD_NODES = """
+SELECT name, queues, started_at, heartbeat_at, meta,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age
+FROM {schema}.nodes ORDER BY name
+"""
+DASHBOARD_DEPARTED_NODES = """
+SELECT name, queues, started_at, heartbeat_at, meta, departed_at, reason, rescued, rescued_ids,
+       extract(epoch FROM now() - departed_at)::float8 AS departed_age
+FROM {schema}.departed_nodes ORDER BY departed_at DESC LIMIT 50
+"""
+
 # A migration's after-commit part (engine/db/migrate.py) runs under a session lock, taken
 # only if free: a second process starting meanwhile skips the part instead of waiting for
 # another's index build. $1 the lock's name.
@@ -902,6 +944,10 @@ class Statements:
     DASHBOARD_HAS_DEFINITIONS: str
     MIGRATION_TRY_SESSION_LOCK: str
     MIGRATION_SESSION_UNLOCK: str
+    NODE_RECORD_RESCUED: str
+    NODE_DEPARTED_PRUNE: str
+    DASHBOARD_NODES: str
+    DASHBOARD_DEPARTED_NODES: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -240,7 +240,13 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
                          for row in on_discarded(job)]
             if followups:
                 await self.insert(followups, conn=conn)
+            by_node: dict[str, list[int]] = {}
+            for job in jobs:
+                by_node.setdefault(job.attempted_by or "?", []).append(job.id)
+            for name, ids in by_node.items():  # for the nodes page: what each lost node left behind
+                await conn.execute(self.statements.NODE_RECORD_RESCUED, name, ids)
             await conn.execute(self.statements.NODE_DELETE_STALE, rescue_after * 2)
+            await conn.execute(self.statements.NODE_DEPARTED_PRUNE)
         return jobs
 
     async def prune(self, completed: float, cancelled: float, discarded: float, limit: int) -> int:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import api, pages, present
+from engine.web import api, nodes, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -191,6 +191,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     app.router.add_get("/static/{filename}", static_file)
     pages.add_routes(app)
     api.add_routes(app)
+    nodes.add_routes(app)
     detach = app[METRICS].attach(engine.events)
 
     async def _detach(_app: web.Application) -> None:

@@ -55,6 +55,7 @@ class QueueView:
     configured: bool
     nodes: int
     oldest_wait: float | None
+    no_consumer: bool = False  # waiting jobs, and no live node runs this queue
 
     def group(self, name: str) -> Count:
         total = Count(0)
@@ -66,6 +67,7 @@ class QueueView:
         return {
             "name": self.name, "paused": self.paused, "concurrency": self.concurrency, "nodes": self.nodes,
             "configured": self.configured, "oldest_available_seconds": self.oldest_wait,
+            "no_consumer": self.no_consumer,
             "counts": {state: count.value for state, count in self.counts.items()},
             "exact": all(count.exact for count in self.counts.values()),
             "groups": {group: self.group(group).value for group in GROUPS},
@@ -76,7 +78,9 @@ class QueueView:
 class Overview:
     queues: list[QueueView]
     throughput: list[Point]
-    nodes: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]  # live: heartbeat within the rescue window
+    silent: list[dict[str, Any]] = field(default_factory=list)  # heartbeat older: presumed dead
+    departed: list[dict[str, Any]] = field(default_factory=list)  # stopped or lost, the last day
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def group(self, name: str) -> Count:
@@ -133,7 +137,10 @@ class Snapshots:
     async def _build(self) -> Overview:
         queue = job_store(self.engine)
         controls = await queue.queue_controls()
-        nodes = await queue.list_nodes()
+        rows, departed = await queue.dashboard_nodes()
+        window = self.engine.config.lifeline.rescue_after
+        nodes = [row for row in rows if row["heartbeat_age"] <= window]
+        live = {row["name"] for row in nodes}
         configured = self.engine.config.queues
         names = sorted(set(configured) | set(controls) | set(await queue.dashboard_queue_names())
                        | {name for node in nodes for name in (node["queues"] or [])})
@@ -151,8 +158,12 @@ class Snapshots:
                 configured=settings is not None,
                 nodes=sum(1 for node in nodes if name in (node["queues"] or [])),
                 oldest_wait=oldest.get(name)))
+            views[-1].no_consumer = views[-1].nodes == 0 and views[-1].counts["available"].value > 0
         throughput = _fill_minutes(await queue.dashboard_throughput(THROUGHPUT_MINUTES))
-        return Overview(views, throughput, nodes)
+        departed = [row for row in departed if row["name"] not in live]
+        gone = {row["name"] for row in departed}  # a lost node whose jobs were rescued shows there
+        silent = [row for row in rows if row["name"] not in live and row["name"] not in gone]
+        return Overview(views, throughput, nodes, silent, departed)
 
 
 def _fill_minutes(points: list[dict[str, Any]]) -> list[Point]:

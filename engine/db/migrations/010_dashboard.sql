@@ -1,4 +1,22 @@
--- 010: what the dashboard's search needs. `{schema}` is replaced by the schema name.
+-- 010: what the dashboard's search and nodes page need. `{schema}` is replaced by the schema name.
+--
+-- Nodes that left: a clean stop, or silence past the rescue window (the heartbeat row is
+-- deleted then), with how many of their jobs were rescued and the first ids. The nodes page
+-- and GET /api/nodes list the last day of them; the lifeline forgets older ones.
+CREATE TABLE IF NOT EXISTS {schema}.departed_nodes (
+    name          text PRIMARY KEY,
+    queues        text[]      NOT NULL DEFAULT '{}',
+    meta          jsonb       NOT NULL DEFAULT '{}',
+    started_at    timestamptz,
+    heartbeat_at  timestamptz,
+    departed_at   timestamptz NOT NULL DEFAULT now(),
+    reason        text        NOT NULL CHECK (reason IN ('stopped', 'lost')),
+    rescued       int         NOT NULL DEFAULT 0,
+    rescued_ids   bigint[]    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS departed_nodes_departed_at_idx ON {schema}.departed_nodes (departed_at);
+
+-- The search part.
 --
 -- `args.PATH:VALUE` (SPEC section 12, engine/core/search.py) is a containment test,
 -- `args @> '{"to": "a@example.com"}'`, which a GIN index with jsonb_path_ops answers: it
@@ -17,8 +35,6 @@
 -- update, so every full index takes an entry for the new row version; this way the claim
 -- writes none here, and the insert and the final ack one each (through GIN's pending list,
 -- merged in bulk). The job pages already read executing jobs in a branch of their own.
-
-SELECT 1;  -- the transactional part: nothing (the index is built below)
 
 -- jobengine: after commit
 DO $$
