@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,19 @@ class Engine:
         parsed = parse_query(query) if query else None
         return await self._store.dashboard_job_page(query=parsed, state=state, queue=queue, kind=kind, tag=tag,
                                                     search=search, before=before_id, limit=limit)
+
+    def watch_changes(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``watcher(topic, detail)`` for each notification this node's LISTEN connection
+        hears (``("insert", queue)``, ``("control", action)``); an engine that only inserts
+        hears none. Returns the function that stops watching.
+
+        Example::
+
+            stop = engine.watch_changes(lambda topic, detail: print(topic, detail))
+        """
+        if self.supervisor is None:
+            return lambda: None
+        return self.supervisor.watch(watcher)
 
     async def cancel(self, job_id: int, reason: str = "cancelled by operator") -> bool:
         """Cancel a job that has not finished; an executing one is stopped on its node.

@@ -13,6 +13,7 @@ import asyncio
 import importlib.metadata
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -74,6 +75,21 @@ class NodeSupervisor:
         self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
+        self._watchers: list[Callable[[str, str], None]] = []
+
+    def watch(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``watcher(topic, detail)`` for every notification the LISTEN connection hears:
+        ``("insert", queue)`` and ``("control", action)`` (the dashboard pushes these to open
+        pages). Runs on the event loop; it must not block. Returns the function that stops it."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher)
+
+    def _tell_watchers(self, topic: str, detail: str) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(topic, detail)
+            except Exception:  # a dashboard's bug must not stop the node hearing notifications
+                log.exception("notification watcher failed", topic=topic)
 
     async def start(self) -> None:
         """Start the host task and return once every service and producer runs."""
@@ -170,6 +186,7 @@ class NodeSupervisor:
     # --- notifications --------------------------------------------------------------------
 
     def _on_insert(self, queue_name: str) -> None:
+        self._tell_watchers("insert", queue_name)
         producer = self.producers.get(queue_name)
         if producer is not None:
             producer.notify()
@@ -261,6 +278,7 @@ class NodeSupervisor:
         """Apply a control message (from this node or, through LISTEN, another) to the
         producers and the cron ticker; idempotent."""
         action = message.get("action")
+        self._tell_watchers("control", str(action))
         self._control_generation += 1
         if action == "cron":
             if self._cron_ticker is not None:
