@@ -116,5 +116,85 @@
     }
   });
 
+  // --- times: the server writes UTC; show them in this browser's zone, UTC on hover -----------
+  var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+  var full = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+               second: "2-digit", hour12: false, timeZoneName: "short" };
+
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      var utc = when.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+      var style = el.getAttribute("data-local");
+      if (style === "clock") el.textContent = when.toLocaleTimeString([], clock);
+      else if (style === "full") el.textContent = when.toLocaleString([], full);
+      el.title = (style === "relative" ? when.toLocaleString([], full) + " \u00b7 " : "") + utc;
+    });
+  }
+
+  // --- theme: follow the system, or this browser's choice ---------------------------------------
+  var THEME_KEY = "jobengine.theme";
+  var THEMES = ["system", "dark", "light"];
+
+  function theme() {
+    var t = null;
+    try { t = window.localStorage.getItem(THEME_KEY); } catch (e) { /* storage disabled */ }
+    return THEMES.indexOf(t) > 0 ? t : "system";
+  }
+
+  function showTheme() {
+    var t = theme();
+    if (t === "system") document.documentElement.removeAttribute("data-theme");
+    else document.documentElement.setAttribute("data-theme", t);
+    var button = document.getElementById("theme-toggle");
+    if (button) {
+      button.textContent = t === "system" ? "\u25d0 auto" : t === "dark" ? "\u263e dark" : "\u2600 light";
+      button.setAttribute("data-theme", t);
+    }
+  }
+
+  function nextTheme() {
+    var t = THEMES[(THEMES.indexOf(theme()) + 1) % THEMES.length];
+    try {
+      if (t === "system") window.localStorage.removeItem(THEME_KEY);
+      else window.localStorage.setItem(THEME_KEY, t);
+    } catch (e) { /* storage disabled */ }
+    showTheme();
+  }
+
+  // --- keyboard: "/" search, "g" then a letter goes to a page, "?" help -------------------------
+  var PAGES = { o: "/", j: "/jobs", d: "/definitions", c: "/cron", n: "/nodes" };
+  var pendingG = 0;
+
+  function typing(target) {
+    return target.closest && target.closest("input, select, textarea, [contenteditable=true]");
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var help = document.getElementById("shortcuts");
+    if (event.key === "Escape" && typing(event.target)) { event.target.blur(); return; }
+    if (typing(event.target) || (help && help.open)) return;
+    if (event.key === "/") {
+      var box = document.getElementById("search");
+      if (box) { event.preventDefault(); box.focus(); box.select(); }
+    } else if (event.key === "?") {
+      if (help) { event.preventDefault(); help.showModal(); }
+    } else if (event.key === "g") {
+      pendingG = Date.now();
+    } else if (pendingG && Date.now() - pendingG < 1500 && PAGES[event.key]) {
+      pendingG = 0;
+      window.location.assign(PAGES[event.key]);
+    } else {
+      pendingG = 0;
+    }
+  });
+
+  var toggle = document.getElementById("theme-toggle");
+  if (toggle) toggle.addEventListener("click", nextTheme);
+  showTheme();
+  localTimes(document);
+  document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.detail.elt); });
   setUp();
 })();
