@@ -27,6 +27,7 @@ from engine.db.faults import CONNECTION_ERRORS, log_fault
 from engine.db.store import JobStore
 from engine.maintenance.lifeline import Lifeline
 from engine.maintenance.pruner import Pruner
+from engine.maintenance.rollup import Rollup
 from engine.maintenance.stager import Stager
 from engine.maintenance.sweeper import DependencySweeper
 from engine.queues.acker import Acker
@@ -147,7 +148,7 @@ class NodeSupervisor:
                 for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
                                 self.lifeline.run, Pruner(self.store, self.config.retention).run,
                                 self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.store).run):
+                                DependencySweeper(self.store).run, Rollup(self.store).run):
                     group.start_soon(service)
                 for producer in self.producers.values():
                     group.start_soon(producer.run)

@@ -865,6 +865,106 @@ SELECT name, queues, started_at, heartbeat_at, meta, departed_at, reason, rescue
 FROM {schema}.departed_nodes ORDER BY departed_at DESC LIMIT 50
 """
 
+# --- dashboard: the rollup behind the charts (migration 010) -------------------------
+
+# Histogram bucket bounds (milliseconds) of job_rollup.wait_hist / run_hist: width_bucket
+# gives 0 below the first bound, i from bound i to bound i+1, len at or above the last.
+ROLLUP_BUCKET_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000,
+                           120_000, 300_000, 600_000, 1_800_000, 3_600_000)
+_BUCKETS = "ARRAY[" + ", ".join(str(bound) for bound in ROLLUP_BUCKET_BOUNDS_MS) + "]::float8[]"
+_BUCKET_INDEXES = f"generate_series(0, {len(ROLLUP_BUCKET_BOUNDS_MS)})"
+
+# Roll the finished jobs of whole minutes into job_rollup, at most an hour of them per call,
+# from job_rollup_state.rolled_until up to $1 (NULL: the minute that began 30 s or more ago,
+# so an ack still committing is not missed), and move the mark. One node at a time: the
+# state row is locked with SKIP LOCKED, so a second caller gets no row and does nothing.
+# The ranges read jobs_finished_idx (001) on its own expression. Returns the new mark and
+# the groups written (no row: another node is rolling).
+ROLLUP_FINISHED = """
+WITH state AS (
+    SELECT rolled_until FROM {schema}.job_rollup_state WHERE id FOR UPDATE SKIP LOCKED
+), bounds AS (
+    SELECT s.rolled_until AS since,
+           least(coalesce($1::timestamptz, date_trunc('minute', now() - interval '30 seconds')),
+                 s.rolled_until + interval '1 hour') AS upto
+    FROM state AS s
+), finished AS (
+    SELECT date_trunc('minute', coalesce(j.completed_at, j.cancelled_at, j.discarded_at)) AS minute,
+           j.queue, j.kind, j.state,
+           -- greatest() skips NULLs: a job cancelled before it ran has no times at all
+           CASE WHEN j.attempted_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM j.attempted_at - j.scheduled_at) * 1000) END AS wait_ms,
+           CASE WHEN j.attempted_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM coalesce(j.completed_at, j.cancelled_at, j.discarded_at)
+                                                    - j.attempted_at) * 1000) END AS run_ms
+    FROM {schema}.jobs AS j, bounds AS b
+    WHERE j.state IN ('completed', 'discarded', 'cancelled')
+      AND coalesce(j.completed_at, j.cancelled_at, j.discarded_at) >= b.since
+      AND coalesce(j.completed_at, j.cancelled_at, j.discarded_at) < b.upto
+), grouped AS (
+    SELECT minute, queue, kind,
+           count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'discarded') AS discarded,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+           coalesce(sum(wait_ms), 0) AS wait_ms, coalesce(sum(run_ms), 0) AS run_ms, count(wait_ms) AS ran,
+           array_agg(width_bucket(wait_ms, """ + _BUCKETS + """)) AS waits,
+           array_agg(width_bucket(run_ms, """ + _BUCKETS + """)) AS runs
+    FROM finished GROUP BY minute, queue, kind
+), written AS (
+    INSERT INTO {schema}.job_rollup AS r (minute, queue, kind, completed, discarded, cancelled, wait_ms, run_ms,
+                                          ran, wait_hist, run_hist)
+    SELECT g.minute, g.queue, g.kind, g.completed, g.discarded, g.cancelled, g.wait_ms, g.run_ms, g.ran,
+           ARRAY(SELECT count(w)::int FROM """ + _BUCKET_INDEXES + """ AS i
+                 LEFT JOIN unnest(g.waits) AS w ON w = i GROUP BY i ORDER BY i),
+           ARRAY(SELECT count(w)::int FROM """ + _BUCKET_INDEXES + """ AS i
+                 LEFT JOIN unnest(g.runs) AS w ON w = i GROUP BY i ORDER BY i)
+    FROM grouped AS g
+    ON CONFLICT (minute, queue, kind) DO UPDATE SET
+        completed = r.completed + excluded.completed, discarded = r.discarded + excluded.discarded,
+        cancelled = r.cancelled + excluded.cancelled, wait_ms = r.wait_ms + excluded.wait_ms,
+        run_ms = r.run_ms + excluded.run_ms, ran = r.ran + excluded.ran,
+        wait_hist = ARRAY(SELECT a + b FROM unnest(r.wait_hist, excluded.wait_hist) AS t(a, b)),
+        run_hist = ARRAY(SELECT a + b FROM unnest(r.run_hist, excluded.run_hist) AS t(a, b))
+    RETURNING 1
+), moved AS (
+    UPDATE {schema}.job_rollup_state AS s SET rolled_until = b.upto
+    FROM bounds AS b WHERE s.id AND b.upto > b.since
+    RETURNING s.rolled_until
+)
+SELECT (SELECT rolled_until FROM moved) AS rolled_until, (SELECT count(*) FROM written) AS groups,
+       (SELECT upto < coalesce($1::timestamptz, date_trunc('minute', now() - interval '30 seconds'))
+        FROM bounds) AS behind
+FROM bounds
+"""
+
+# Forget rollup minutes older than $1 seconds. Range on the primary key's first column.
+ROLLUP_PRUNE = "DELETE FROM {schema}.job_rollup WHERE minute < now() - make_interval(secs => $1)"
+
+# The charts' counts: per step of $1 seconds since $2 (aligned to $2), for queue $3 and kind
+# $4 (NULL: all).
+ROLLUP_CHART_COUNTS = """
+SELECT date_bin(make_interval(secs => $1), minute, $2::timestamptz) AS t,
+       sum(completed)::bigint AS completed, sum(discarded)::bigint AS discarded,
+       sum(cancelled)::bigint AS cancelled, sum(ran)::bigint AS ran
+FROM {schema}.job_rollup
+WHERE minute >= $2::timestamptz AND ($3::text IS NULL OR queue = $3) AND ($4::text IS NULL OR kind = $4)
+GROUP BY 1 ORDER BY 1
+"""
+
+# The charts' histograms, bucket by bucket, per step: parameters as ROLLUP_CHART_COUNTS.
+ROLLUP_CHART_HISTOGRAMS = """
+SELECT date_bin(make_interval(secs => $1), r.minute, $2::timestamptz) AS t, h.i::int AS bucket,
+       sum(h.w)::bigint AS waits, sum(h.r)::bigint AS runs
+FROM {schema}.job_rollup AS r, unnest(r.wait_hist, r.run_hist) WITH ORDINALITY AS h(w, r, i)
+WHERE r.minute >= $2::timestamptz AND ($3::text IS NULL OR r.queue = $3) AND ($4::text IS NULL OR r.kind = $4)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+# The queues and kinds the rollup knows (the chart's filters). No parameters.
+ROLLUP_CHART_NAMES = """
+SELECT DISTINCT queue, kind FROM {schema}.job_rollup WHERE minute >= now() - interval '7 days' ORDER BY 1, 2
+"""
+
 # A migration's after-commit part (engine/db/migrate.py) runs under a session lock, taken
 # only if free: a second process starting meanwhile skips the part instead of waiting for
 # another's index build. $1 the lock's name.
@@ -948,6 +1048,11 @@ class Statements:
     NODE_DEPARTED_PRUNE: str
     DASHBOARD_NODES: str
     DASHBOARD_DEPARTED_NODES: str
+    ROLLUP_FINISHED: str
+    ROLLUP_PRUNE: str
+    ROLLUP_CHART_COUNTS: str
+    ROLLUP_CHART_HISTOGRAMS: str
+    ROLLUP_CHART_NAMES: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

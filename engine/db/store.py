@@ -25,6 +25,7 @@ from engine.db.dashboard_reads import DashboardReads
 from engine.db.dependency_rows import DependencyRows
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
+from engine.db.rollup_rows import RollupRows
 from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
 
 Listener = Callable[[str, str], None]
@@ -32,7 +33,7 @@ Listener = Callable[[str, str], None]
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads):
+class JobStore(DependencyRows, CronRows, DashboardReads, RollupRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 

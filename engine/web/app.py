@@ -21,7 +21,7 @@ from aiohttp import web
 
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import api, live, nodes, pages, present
+from engine.web import api, charts, live, nodes, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -192,6 +192,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     pages.add_routes(app)
     api.add_routes(app)
     nodes.add_routes(app)
+    charts.add_routes(app)
     live.add_routes(app, engine, app[SNAPSHOTS], interval=min(settings.refresh_interval, 5.0))
     detach = app[METRICS].attach(engine.events)
 

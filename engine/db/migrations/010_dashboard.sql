@@ -16,6 +16,45 @@ CREATE TABLE IF NOT EXISTS {schema}.departed_nodes (
 );
 CREATE INDEX IF NOT EXISTS departed_nodes_departed_at_idx ON {schema}.departed_nodes (departed_at);
 
+-- History for the charts: finished jobs per minute, queue and kind, with histograms of wait
+-- time (scheduled -> started) and run time (started -> finished), kept after the jobs are
+-- pruned. A maintenance pass (engine/maintenance/rollup.py) aggregates whole minutes in bulk
+-- from jobs_finished_idx; the claim and the ack write nothing here. Histogram i counts the
+-- times in milliseconds that width_bucket puts in bucket i of sql.ROLLUP_BUCKET_BOUNDS_MS (0: under
+-- 1 ms; the last: an hour or more).
+CREATE TABLE IF NOT EXISTS {schema}.job_rollup (
+    minute     timestamptz NOT NULL,
+    queue      text        NOT NULL,
+    kind       text        NOT NULL,
+    completed  int         NOT NULL DEFAULT 0,
+    discarded  int         NOT NULL DEFAULT 0,
+    cancelled  int         NOT NULL DEFAULT 0,
+    wait_ms    float8      NOT NULL DEFAULT 0,  -- sums, for averages
+    run_ms     float8      NOT NULL DEFAULT 0,
+    ran        int         NOT NULL DEFAULT 0,  -- jobs with an attempt: the histograms' total
+    wait_hist  int[]       NOT NULL,
+    run_hist   int[]       NOT NULL,
+    PRIMARY KEY (minute, queue, kind)
+);
+-- Where the rollup has got to: every minute before rolled_until is in job_rollup. It starts a
+-- week back, so a table with history fills the 7-day chart, an hour per pass.
+CREATE TABLE IF NOT EXISTS {schema}.job_rollup_state (
+    id            boolean PRIMARY KEY DEFAULT true CHECK (id),
+    rolled_until  timestamptz NOT NULL
+);
+INSERT INTO {schema}.job_rollup_state (rolled_until) VALUES (date_trunc('minute', now()) - interval '7 days')
+ON CONFLICT (id) DO NOTHING;
+
+-- Per minute, queue and kind, for users' own queries (SPEC section 6):
+--   SELECT minute, sum(completed), sum(discarded) FROM jobengine.job_history
+--   WHERE minute > now() - interval '1 day' GROUP BY minute ORDER BY minute;
+CREATE OR REPLACE VIEW {schema}.job_history AS
+    SELECT minute, queue, kind, completed, discarded, cancelled,
+           round(discarded::numeric / nullif(completed + discarded, 0), 4) AS failure_rate,
+           round((wait_ms / nullif(ran, 0))::numeric, 1) AS avg_wait_ms,
+           round((run_ms / nullif(ran, 0))::numeric, 1) AS avg_run_ms
+    FROM {schema}.job_rollup;
+
 -- The search part.
 --
 -- `args.PATH:VALUE` (SPEC section 12, engine/core/search.py) is a containment test,
