@@ -55,6 +55,11 @@ class RollupRows(StoreBase):
             histograms = await conn.fetch(s.ROLLUP_CHART_HISTOGRAMS, step, since, queue, kind)
         return [dict(r) for r in counts], [dict(r) for r in histograms]
 
+    async def rollup_mark(self) -> datetime | None:
+        """The first minute not rolled up yet."""
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(self.statements.ROLLUP_MARK)  # type: ignore[no-any-return]
+
     async def rollup_names(self) -> list[tuple[str, str]]:
         """The (queue, kind) pairs of the last week's rollup."""
         async with self.pool.acquire() as conn:

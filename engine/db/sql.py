@@ -960,6 +960,9 @@ WHERE r.minute >= $2::timestamptz AND ($3::text IS NULL OR r.queue = $3) AND ($4
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
+# Where the rollup has got to: minutes from here on are not in job_rollup yet. No parameters.
+ROLLUP_MARK = "SELECT rolled_until FROM {schema}.job_rollup_state"
+
 # The queues and kinds the rollup knows (the chart's filters). No parameters.
 ROLLUP_CHART_NAMES = """
 SELECT DISTINCT queue, kind FROM {schema}.job_rollup WHERE minute >= now() - interval '7 days' ORDER BY 1, 2
@@ -1053,6 +1056,7 @@ class Statements:
     ROLLUP_CHART_COUNTS: str
     ROLLUP_CHART_HISTOGRAMS: str
     ROLLUP_CHART_NAMES: str
+    ROLLUP_MARK: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -41,7 +41,9 @@ def percentile(histogram: list[int], quantile: float) -> float | None:
     return float(ROLLUP_BUCKET_BOUNDS_MS[-1])
 
 
-def _series(steps: list[datetime], counts: list[dict[str, Any]], histograms: list[dict[str, Any]]) -> dict[str, Any]:
+def _series(steps: list[datetime], counts: list[dict[str, Any]], histograms: list[dict[str, Any]],
+            mark: datetime | None) -> dict[str, Any]:
+    """One value per step for each series; None where the rollup has not got to yet."""
     by_step = {row["t"]: row for row in counts}
     buckets = len(ROLLUP_BUCKET_BOUNDS_MS) + 1
     waits: dict[datetime, list[int]] = {}
@@ -55,6 +57,10 @@ def _series(steps: list[datetime], counts: list[dict[str, Any]], histograms: lis
         for q in QUANTILES:
             out[f"{name}_p{int(q * 100)}"] = []
     for step in steps:
+        if mark is not None and step >= mark:  # not rolled up yet: no data, rather than a false zero
+            for values in list(out.values())[1:]:
+                values.append(None)
+            continue
         row = by_step.get(step, {})
         done, failed = int(row.get("completed", 0)), int(row.get("discarded", 0))
         out["completed"].append(done)
@@ -79,10 +85,12 @@ async def chart_data(request: web.Request) -> web.Response:
     counts, histograms = await store.rollup_chart(step=step, since=since, queue=queue, kind=kind)
     steps = [since + timedelta(seconds=step * i) for i in range(int(span // step))]
     names = await store.rollup_names()
+    mark = await store.rollup_mark()
     return web.json_response({
         "range": name, "step_seconds": step, "since": since.isoformat(), "queue": queue, "kind": kind,
         "queues": sorted({q for q, _ in names}), "kinds": sorted({k for _, k in names}),
-        "series": _series(steps, counts, histograms)})
+        "rolled_until": mark.isoformat() if mark else None,
+        "series": _series(steps, counts, histograms, mark)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -100,6 +100,16 @@ async def shoot(url: str, failed_id: int) -> None:
         await browser.close()
 
 
+async def _roll_up_history(engine: Engine) -> None:
+    """The seeded hour is back-dated, behind the rollup's mark: let the rollup see it."""
+    store = engine.store
+    assert store is not None
+    async with store.pool.acquire() as conn:
+        await conn.execute(f'UPDATE "{store.schema}".job_rollup_state SET rolled_until = now() - interval \'2 hours\'')
+    while (done := await store.rollup_finished()) is None or done.behind:
+        pass
+
+
 async def _lost_node(engine: Engine, job_id: int) -> None:
     """A node killed an hour ago whose two jobs were rescued (as the lifeline records it)."""
     schema = engine.store.schema  # type: ignore[union-attr]
@@ -144,6 +154,7 @@ async def main() -> None:
             await gone.start()
             await gone.stop()  # a node that stopped: listed among the departed
             await _lost_node(engine, failed_id)
+            await _roll_up_history(engine)
             async with serve(engine, bind="127.0.0.1:0") as dashboard:
                 await shoot(dashboard.url, failed_id)
             for gate in controls.gates.values():
