@@ -25,6 +25,7 @@ from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
 from engine.db.faults import CONNECTION_ERRORS, log_fault
 from engine.db.store import JobStore
+from engine.maintenance.attempt_log_writer import AttemptLogWriter
 from engine.maintenance.lifeline import Lifeline
 from engine.maintenance.pruner import Pruner
 from engine.maintenance.rollup import Rollup
@@ -131,6 +132,11 @@ class NodeSupervisor:
         assert self.cron is not None
         self._cron_ticker = CronTicker(self.cron)
 
+    def _attempt_log_writer(self) -> AttemptLogWriter:
+        retention = self.config.retention
+        return AttemptLogWriter(self.store, self.executor.attempt_logs, self.executor.events,
+                                keep=max(retention.completed, retention.cancelled, retention.discarded))
+
     def describe(self) -> dict[str, Any]:
         """What this node's heartbeat tells the others (and the nodes page): each queue's
         concurrency, pause and running jobs."""
@@ -148,7 +154,8 @@ class NodeSupervisor:
                 for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
                                 self.lifeline.run, Pruner(self.store, self.config.retention).run,
                                 self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.store).run, Rollup(self.store).run):
+                                DependencySweeper(self.store).run, Rollup(self.store).run,
+                                self._attempt_log_writer().run):
                     group.start_soon(service)
                 for producer in self.producers.values():
                     group.start_soon(producer.run)

@@ -968,6 +968,39 @@ ROLLUP_CHART_NAMES = """
 SELECT DISTINCT queue, kind FROM {schema}.job_rollup WHERE minute >= now() - interval '7 days' ORDER BY 1, 2
 """
 
+# --- dashboard: attempt logs and progress (migration 010) ------------------------------
+
+# Append new lines to attempts' logs, keeping the last $5 of each, and set their progress.
+# One statement per flush for every attempt that logged: $1 job ids, $2 attempts, $3 the new
+# lines of each (JSON arrays as text: a list of lists would bind as one 2-D array), $4
+# progress (NULL: unchanged), $5 lines kept, $6 progress texts.
+ATTEMPT_LOG_WRITE = """
+INSERT INTO {schema}.attempt_logs AS a (job_id, attempt, lines, progress, progress_text)
+SELECT w.job_id, w.attempt, w.lines::jsonb, w.progress, w.progress_text
+FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $6::text[])
+     AS w(job_id, attempt, lines, progress, progress_text)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    lines = jsonb_path_query_array(a.lines || excluded.lines, '$[last - $keep + 1 to last]',
+                                   jsonb_build_object('keep', $5::int)),
+    progress = coalesce(excluded.progress, a.progress),
+    progress_text = coalesce(excluded.progress_text, a.progress_text), updated_at = now()
+"""
+
+# One job's attempt logs, oldest attempt first. $1 job id.
+ATTEMPT_LOG_LIST = """
+SELECT attempt, lines, progress, progress_text, updated_at FROM {schema}.attempt_logs
+WHERE job_id = $1 ORDER BY attempt
+"""
+
+# The latest progress of each of jobs $1 (bigint[]) that reported any.
+ATTEMPT_LOG_PROGRESS = """
+SELECT DISTINCT ON (job_id) job_id, attempt, progress, progress_text FROM {schema}.attempt_logs
+WHERE job_id = ANY ($1::bigint[]) AND progress IS NOT NULL ORDER BY job_id, attempt DESC
+"""
+
+# Forget attempt logs not written for $1 seconds (the longest job retention).
+ATTEMPT_LOG_PRUNE = "DELETE FROM {schema}.attempt_logs WHERE updated_at < now() - make_interval(secs => $1)"
+
 # A migration's after-commit part (engine/db/migrate.py) runs under a session lock, taken
 # only if free: a second process starting meanwhile skips the part instead of waiting for
 # another's index build. $1 the lock's name.
@@ -1057,6 +1090,10 @@ class Statements:
     ROLLUP_CHART_HISTOGRAMS: str
     ROLLUP_CHART_NAMES: str
     ROLLUP_MARK: str
+    ATTEMPT_LOG_WRITE: str
+    ATTEMPT_LOG_LIST: str
+    ATTEMPT_LOG_PROGRESS: str
+    ATTEMPT_LOG_PRUNE: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -19,6 +19,7 @@ import asyncpg
 from engine.core.acks import Ack
 from engine.core.job import Job, JobState
 from engine.db import sql
+from engine.db.attempt_log_rows import AttemptLogRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
 from engine.db.dashboard_reads import DashboardReads
@@ -33,7 +34,7 @@ Listener = Callable[[str, str], None]
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads, RollupRows):
+class JobStore(DependencyRows, CronRows, DashboardReads, RollupRows, AttemptLogRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 

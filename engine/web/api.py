@@ -68,8 +68,12 @@ async def enqueue(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    job, extra, children = await actions.get_job(request.app[ENGINE], _job_id(request))
-    return web.json_response({"job": job_detail(job, extra, children, request.app[ENGINE].secrets)})
+    job_id = _job_id(request)
+    job, extra, children = await actions.get_job(request.app[ENGINE], job_id)
+    detail = job_detail(job, extra, children, request.app[ENGINE].secrets)
+    logs = [{**entry, "updated_at": entry["updated_at"].isoformat()}
+            for entry in await job_store(request.app[ENGINE]).attempt_logs(job_id)]
+    return web.json_response({"job": {**detail, "attempt_logs": logs}})
 
 
 async def job_action(request: web.Request) -> web.Response:

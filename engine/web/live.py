@@ -73,6 +73,8 @@ class LiveHub:
     def _on_job_event(self, event: JobEvent) -> None:
         if event.name in ("job.start", "job.stop"):
             self.changed(f"job:{event.queue}")
+        elif event.name == "job.log":  # a running attempt logged or reported progress
+            self.changed(f"log:{event.job_id}")
 
     async def start(self, _app: web.Application | None = None) -> None:
         self._detach = [self.engine.watch_changes(self._on_notification),

@@ -18,6 +18,7 @@ from engine.web.actions import JobFilter
 from engine.web.auth import COOKIE, set_session_cookie
 from engine.web.context import AUTH, ENGINE, PRINCIPAL, SETTINGS, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.present import job_detail, job_summary
+from engine.web.stores import job_store
 
 NOTICES = {
     "retry": "Retried {n} job(s).", "cancel": "Cancelled {n} job(s).", "delete": "Deleted {n} job(s).",
@@ -55,6 +56,10 @@ async def _job_list_context(request: web.Request) -> dict[str, Any]:
     flt = JobFilter.parse(request.query)
     jobs, more = await actions.list_jobs(request.app[ENGINE], flt)
     rows = [job_summary(job, _secrets(request)) for job in jobs]
+    running = [row["id"] for row in rows if row["state"] == "executing"]
+    progress = await job_store(request.app[ENGINE]).attempt_progress(running)
+    for row in rows:
+        row["progress"] = progress.get(row["id"])
     next_page = prev_page = None
     if rows:
         forward, back = ("after", "before") if flt.ascending else ("before", "after")
@@ -107,7 +112,8 @@ async def jobs_partial(request: web.Request) -> web.Response:
 async def _job_context(request: web.Request) -> dict[str, Any]:
     job_id = _job_id(request)
     job, extra, children = await actions.get_job(request.app[ENGINE], job_id)
-    return {"job": job_detail(job, extra, children, _secrets(request))}
+    logs = await job_store(request.app[ENGINE]).attempt_logs(job_id)
+    return {"job": job_detail(job, extra, children, _secrets(request)), "attempt_logs": logs}
 
 
 async def job_page(request: web.Request) -> web.Response:

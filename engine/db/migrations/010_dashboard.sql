@@ -55,6 +55,22 @@ CREATE OR REPLACE VIEW {schema}.job_history AS
            round((run_ms / nullif(ran, 0))::numeric, 1) AS avg_run_ms
     FROM {schema}.job_rollup;
 
+-- Per attempt: the last lines a handler logged through ctx.logger (a JSON array of strings,
+-- capped, secrets redacted) and the progress it reported with ctx.progress. Written in
+-- batches by each node's writer (engine/maintenance/attempt_log_writer.py), only for attempts
+-- that log; forgotten with the longest job retention (no foreign key: pruning jobs stays one
+-- statement with no per-row trigger).
+CREATE TABLE IF NOT EXISTS {schema}.attempt_logs (
+    job_id         bigint      NOT NULL,
+    attempt        int         NOT NULL,
+    lines          jsonb       NOT NULL DEFAULT '[]',
+    progress       float8,
+    progress_text  text,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS attempt_logs_updated_at_idx ON {schema}.attempt_logs (updated_at);
+
 -- The search part.
 --
 -- `args.PATH:VALUE` (SPEC section 12, engine/core/search.py) is a containment test,
