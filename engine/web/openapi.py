@@ -181,6 +181,15 @@ def _paths() -> dict[str, Any]:
                      "responses": {"200": _json({"type": "object", "required": ["name", "action"], "properties": {
                          "name": {"type": "string"}, "action": {"enum": list(CRON_ACTIONS)},
                          "job_id": {"type": "integer"}}}, "Done"), **_errors(400, 403, 404)}}},
+        "/api/nodes": {
+            "get": {"operationId": "nodes", "summary": "Live nodes with their queues; silent and departed nodes",
+                    "responses": {"200": _json(NODES_SCHEMA, "The nodes"), **_errors()}}},
+        "/api/charts": {
+            "get": {"operationId": "charts", "summary": "History from the rollup: counts and percentiles per step",
+                    "parameters": [_query("range", {"enum": ["1h", "24h", "7d"]}, "The span (default 1h)"),
+                                   _query("queue", TEXT, "One queue"), _query("kind", TEXT, "One kind")],
+                    "responses": {"200": _json(CHARTS_SCHEMA, "One value per step for each series"),
+                                  **_errors(400)}}},
         "/api/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document",
                     "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),
@@ -197,6 +206,29 @@ def _paths() -> dict[str, Any]:
                                   "503": _json(HEALTH_SCHEMA, "Database unreachable or engine unhealthy")}}},
     }
 
+
+_NODE_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string"}, "host": {"type": ["string", "null"]}, "pid": {"type": ["integer", "null"]},
+    "version": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
+    "heartbeat_at": {"type": ["string", "null"]}, "heartbeat_age_seconds": {"type": "number"},
+    "running": {"type": "integer"}, "queues": {"type": "array"}}
+_NODE: dict[str, Any] = {"type": "object", "required": ["name", "queues"], "properties": _NODE_PROPERTIES}
+NODES_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["nodes", "silent", "departed", "rescue_after_seconds"],
+    "properties": {"taken_at": {"type": "string"}, "rescue_after_seconds": {"type": "number"},
+                   "nodes": {"type": "array", "items": _NODE}, "silent": {"type": "array", "items": _NODE},
+                   "departed": {"type": "array", "items": {**_NODE, "properties": {
+                       **_NODE_PROPERTIES, "reason": {"enum": ["stopped", "lost"]}, "rescued": {"type": "integer"},
+                       "rescued_ids": {"type": "array", "items": {"type": "integer"}},
+                       "departed_at": {"type": "string"}}}}}}
+CHARTS_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["range", "step_seconds", "series"],
+    "properties": {"range": {"enum": ["1h", "24h", "7d"]}, "step_seconds": {"type": "integer"},
+                   "since": {"type": "string"}, "rolled_until": {"type": ["string", "null"]},
+                   "queues": {"type": "array", "items": {"type": "string"}},
+                   "kinds": {"type": "array", "items": {"type": "string"}},
+                   "series": {"type": "object", "required": ["t", "completed", "failed", "failure_rate"],
+                              "additionalProperties": {"type": "array"}}}}
 
 HEALTH_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["status", "database", "healthy"],
