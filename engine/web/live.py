@@ -31,7 +31,7 @@ from engine.web.snapshot import Overview, Snapshots
 
 log = structlog.get_logger("jobengine.web")
 MAX_BACKLOG = 16  # a page this far behind gets one "resync" instead of the queue
-DEBOUNCE = 0.15  # seconds a burst of changes is gathered before one event goes out
+DEBOUNCE = 0.1  # seconds a burst of changes is gathered before one event goes out
 PING_INTERVAL = 15.0  # a comment line this often keeps proxies open and finds closed pages
 RECONNECT_MS = 2000  # how soon a browser reconnects a dropped stream
 
@@ -58,6 +58,7 @@ class LiveHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._detach: list[Callable[[], None]] = []
         self.sent = 0  # events broadcast (for tests and the debug log)
+        self._last_sent = float("-inf")
 
     # --- what feeds it ---------------------------------------------------------------------
 
@@ -95,13 +96,22 @@ class LiveHub:
             client.put_nowait(None)
 
     async def _broadcast(self) -> None:
+        """Coalesce a burst (``debounce``), and send at most one event per ``interval``: the
+        first change after a quiet spell goes out at once, a busy queue's at the interval. The
+        overview snapshot is dropped before each event, so the pages' fetches that follow see
+        the change (not a cached view from before it) and rebuild it once between them."""
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.debounce)  # coalesce a burst into one event
+            await asyncio.sleep(self.debounce)
+            spacing = self._last_sent + self.interval - asyncio.get_running_loop().time()
+            if spacing > 0:
+                await asyncio.sleep(spacing)
             self._wake.clear()
             topics, self._topics = sorted(self._topics), set()
             if not topics:
                 continue
+            self.snapshots.invalidate()
+            self._last_sent = asyncio.get_running_loop().time()
             self.sent += 1
             for client in list(self.clients):
                 if client.qsize() >= MAX_BACKLOG:
@@ -121,6 +131,8 @@ class LiveHub:
             if not self.clients:
                 last = None
                 continue
+            if asyncio.get_running_loop().time() - self._last_sent < self.interval:
+                continue  # an event just went out: the pages are fetching a fresh overview anyway
             try:
                 now = fingerprint(await self.snapshots.overview())
             except Exception as exc:  # the database is away: pages keep their last view

@@ -121,18 +121,22 @@ class Snapshots:
         self.engine = engine
         self.ttl = ttl
         self.cap = cap
-        self._cached: tuple[float, Overview] | None = None
+        self._cached: tuple[float, int, Overview] | None = None  # (built at, generation, overview)
+        self._generation = 0
         self._lock = anyio.Lock()
 
     def invalidate(self) -> None:
-        """Forget the cache (after an action, so the next page shows its effect)."""
-        self._cached = None
+        """Forget the cache (after an action or a pushed change, so the next page shows it).
+        A build already under way when this is called does not count as fresh."""
+        self._generation += 1
 
     async def overview(self) -> Overview:
         async with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] >= self.ttl:
-                self._cached = (time.monotonic(), await self._build())
-            return self._cached[1]
+            cached = self._cached
+            if cached is None or cached[1] != self._generation or time.monotonic() - cached[0] >= self.ttl:
+                generation = self._generation
+                self._cached = cached = (time.monotonic(), generation, await self._build())
+            return cached[2]
 
     async def _build(self) -> Overview:
         queue = job_store(self.engine)

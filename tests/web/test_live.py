@@ -47,15 +47,17 @@ async def test_a_state_change_is_pushed_to_the_open_page_within_a_second(dashboa
     settled = len(partials)
 
     await _quiet_for_an_interval(page)
-    job = await dashboard.engine.enqueue("gated", {"gate": "push"})
+    await dashboard.engine.enqueue("scripted", {"action": "ok"}, delay=3600)  # an insert: NOTIFY from Postgres
     started = time.monotonic()
-    await expect(_cell(page, "default", "executing")).to_have_text("1", timeout=1000)
+    await expect(_cell(page, "default", "scheduled")).to_have_text("1", timeout=1000)
     shown = time.monotonic() - started
+    job = await dashboard.engine.enqueue("gated", {"gate": "push"})
+    await expect(_cell(page, "default", "executing")).to_have_text("1")
     await _quiet_for_an_interval(page)
     dashboard.controls.gate("push").set()  # executing -> completed: no NOTIFY, this node's job events
     released = time.monotonic()
     await expect(_cell(page, "default", "completed")).to_have_text("1", timeout=1000)
-    print(f"\npushed: executing shown {shown:.2f}s after the enqueue, completed {time.monotonic() - released:.2f}s "
+    print(f"\npushed: an insert shown {shown:.2f}s after it, a completion {time.monotonic() - released:.2f}s "
           "after the state change")
     assert (await dashboard.engine.get(job.id)).state == "completed"  # type: ignore[union-attr]
     assert await _state(page, "events") >= 2 and len(partials) > settled
@@ -130,4 +132,5 @@ async def test_twenty_open_pages_cost_one_overview_read_per_interval(dashboard: 
     print(f"\n20 pages, {len(fetched)} fragment fetches in {elapsed:.1f}s: {len(builds)} overview reads "
           f"(ttl {ttl}s)")
     assert len(fetched) >= 20 * 5  # the pages did follow the pushes
-    assert len(builds) <= elapsed / ttl + 2
+    # About one read per interval (a fetch straggling past the interval may add one), never per page.
+    assert len(builds) <= elapsed / ttl + 3 and 10 * len(builds) < len(fetched)
