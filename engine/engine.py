@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.logs import LOG_REDACTION
 from engine.core.registry import Registry, default_registry
+from engine.core.search import parse_query
 from engine.core.secrets import Secrets
 from engine.cron.definitions import DefinitionStore
 from engine.cron.schedule import CronEntry
@@ -295,11 +296,32 @@ class Engine:
 
     async def list_jobs(self, *, state: str | None = None, queue: str | None = None, kind: str | None = None,
                         tag: str | None = None, search: str | None = None, before_id: int | None = None,
-                        limit: int = 50) -> list[Job]:
+                        limit: int = 50, query: str | None = None) -> list[Job]:
         """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
-        Every filter reads an index, so this stays fast on a table of millions."""
-        return await self._store.dashboard_job_page(state=state, queue=queue, kind=kind, tag=tag, search=search,
-                                                    before=before_id, limit=limit)
+        ``query`` is the search language of SPEC section 12 (``kind:mail args.to:a@b.c``);
+        a malformed one raises :class:`~engine.core.search.SearchError` naming the term.
+        Every filter but text reads an index, so this stays fast on a table of millions.
+
+        Example::
+
+            failed = await engine.list_jobs(query='state:discarded error:"timed out"')
+        """
+        parsed = parse_query(query) if query else None
+        return await self._store.dashboard_job_page(query=parsed, state=state, queue=queue, kind=kind, tag=tag,
+                                                    search=search, before=before_id, limit=limit)
+
+    def watch_changes(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``watcher(topic, detail)`` for each notification this node's LISTEN connection
+        hears (``("insert", queue)``, ``("control", action)``); an engine that only inserts
+        hears none. Returns the function that stops watching.
+
+        Example::
+
+            stop = engine.watch_changes(lambda topic, detail: print(topic, detail))
+        """
+        if self.supervisor is None:
+            return lambda: None
+        return self.supervisor.watch(watcher)
 
     async def cancel(self, job_id: int, reason: str = "cancelled by operator") -> bool:
         """Cancel a job that has not finished; an executing one is stopped on its node.

@@ -10,6 +10,10 @@ gracefully. The :class:`engine.engine.Engine` facade owns one when it processes 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import os
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,8 +25,10 @@ from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
 from engine.db.faults import CONNECTION_ERRORS, log_fault
 from engine.db.store import JobStore
+from engine.maintenance.attempt_log_writer import AttemptLogWriter
 from engine.maintenance.lifeline import Lifeline
 from engine.maintenance.pruner import Pruner
+from engine.maintenance.rollup import Rollup
 from engine.maintenance.stager import Stager
 from engine.maintenance.sweeper import DependencySweeper
 from engine.queues.acker import Acker
@@ -32,6 +38,15 @@ from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 
 log = structlog.get_logger("jobengine")
+
+
+def node_identity() -> dict[str, Any]:
+    """Who runs this node: host, process id and jobengine version (sent with every heartbeat)."""
+    try:
+        version = importlib.metadata.version("jobengine")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"host": socket.gethostname(), "pid": os.getpid(), "version": version}
 
 
 class NodeSupervisor:
@@ -62,6 +77,21 @@ class NodeSupervisor:
         self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
+        self._watchers: list[Callable[[str, str], None]] = []
+
+    def watch(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``watcher(topic, detail)`` for every notification the LISTEN connection hears:
+        ``("insert", queue)`` and ``("control", action)`` (the dashboard pushes these to open
+        pages). Runs on the event loop; it must not block. Returns the function that stops it."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher)
+
+    def _tell_watchers(self, topic: str, detail: str) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(topic, detail)
+            except Exception:  # a dashboard's bug must not stop the node hearing notifications
+                log.exception("notification watcher failed", topic=topic)
 
     async def start(self) -> None:
         """Start the host task and return once every service and producer runs."""
@@ -97,9 +127,21 @@ class NodeSupervisor:
                                  config=self.config.lifeline, on_recovered=self._on_recovered,
                                  on_lease_lost=self._on_lease_lost, known_jobs=self._known_jobs,
                                  claim_grace=2 * self.config.query_timeout + 5.0,
-                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]))
+                                 on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]),
+                                 meta=node_identity(), describe=self.describe)
         assert self.cron is not None
         self._cron_ticker = CronTicker(self.cron)
+
+    def _attempt_log_writer(self) -> AttemptLogWriter:
+        retention = self.config.retention
+        return AttemptLogWriter(self.store, self.executor.attempt_logs, self.executor.events,
+                                keep=max(retention.completed, retention.cancelled, retention.discarded))
+
+    def describe(self) -> dict[str, Any]:
+        """What this node's heartbeat tells the others (and the nodes page): each queue's
+        concurrency, pause and running jobs."""
+        return {"queues": {name: {"concurrency": p.limit, "running": len(p.running), "paused": p.paused}
+                           for name, p in self.producers.items()}}
 
     async def _host_main(self, ready: asyncio.Future[None]) -> None:
         """The engine's host task: owns the task group of every service and producer."""
@@ -112,7 +154,8 @@ class NodeSupervisor:
                 for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
                                 self.lifeline.run, Pruner(self.store, self.config.retention).run,
                                 self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.store).run):
+                                DependencySweeper(self.store).run, Rollup(self.store).run,
+                                self._attempt_log_writer().run):
                     group.start_soon(service)
                 for producer in self.producers.values():
                     group.start_soon(producer.run)
@@ -151,6 +194,7 @@ class NodeSupervisor:
     # --- notifications --------------------------------------------------------------------
 
     def _on_insert(self, queue_name: str) -> None:
+        self._tell_watchers("insert", queue_name)
         producer = self.producers.get(queue_name)
         if producer is not None:
             producer.notify()
@@ -242,6 +286,7 @@ class NodeSupervisor:
         """Apply a control message (from this node or, through LISTEN, another) to the
         producers and the cron ticker; idempotent."""
         action = message.get("action")
+        self._tell_watchers("control", str(action))
         self._control_generation += 1
         if action == "cron":
             if self._cron_ticker is not None:

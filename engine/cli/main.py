@@ -35,6 +35,7 @@ from engine.core.documents import classify_payload, loads_document_text
 from engine.core.errors import EnqueueError
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
+from engine.core.search import SearchError, parse_query
 from engine.db.embedded import EmbeddedPostgresError
 from engine.db.store import JobStore
 from engine.engine import Engine
@@ -51,6 +52,13 @@ EXAMPLES = """examples:
 
 Every setting can also come from the environment: JOBENGINE_DATABASE_URL,
 JOBENGINE_QUEUES__DEFAULT__CONCURRENCY=20, JOBENGINE_DASHBOARD__TOKEN=... (see README)."""
+QUERY_EXAMPLES = """search terms (combined with AND; SPEC section 12):
+  id:123  kind:mail  queue:default  state:discarded,retryable  tag:billing  node:NAME
+  definition:NAME  args.to:a@example.com  args.data.userId:7  error:"timed out"  bare words
+
+examples:
+  jobengine jobs --query 'args.to:a@example.com'
+  jobengine jobs --query 'state:discarded error:"timed out"' --json"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,11 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("--queue", "queue name"), ("--priority", "higher runs first"),
                             ("--delay", "milliseconds"), ("--attempts", "max attempts")):
         enqueue.add_argument(name, help=help_text, type=str if name == "--queue" else int)
-    jobs = commands.add_parser("jobs", parents=[common], help="list jobs, newest first")
+    jobs = commands.add_parser("jobs", parents=[common], help="list jobs, newest first",
+                               description="List jobs, newest first. --query takes the dashboard's search "
+                               "language; a malformed query exits 2 naming the term.",
+                               epilog=QUERY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     jobs.add_argument("--state", type=_states, metavar="STATE[,STATE...]",
                       help=f"one or more of {', '.join(s.value for s in JobState)}, comma-separated")
     for name in ("--queue", "--kind", "--tag", "--search"):
         jobs.add_argument(name)
+    jobs.add_argument("--query", "-q", help='search terms, e.g. \'kind:mail args.to:a@example.com error:"timed out"\'')
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--before", type=int, help="show jobs with id below this (paging)")
     for action in ("retry", "cancel", "delete", "show"):
@@ -207,11 +219,22 @@ async def run_enqueue(config: Config, args: argparse.Namespace) -> int:
 
 
 async def run_jobs(config: Config, args: argparse.Namespace) -> int:
+    if args.query is not None:
+        try:  # before connecting: a typo answers at once
+            parse_query(args.query)
+        except SearchError as exc:
+            print(f"jobengine jobs: --query: {exc}", file=sys.stderr)
+            return 2
     async with Engine(config=config.model_copy(update={"queues": {}})) as engine:
         jobs: list[Job] = []
-        for state in args.state or [None]:  # one indexed query per state, merged newest first
-            jobs += await engine.list_jobs(state=state, queue=args.queue, kind=args.kind, tag=args.tag,
-                                           search=args.search, before_id=args.before, limit=args.limit)
+        try:
+            for state in args.state or [None]:  # one indexed query per state, merged newest first
+                jobs += await engine.list_jobs(state=state, queue=args.queue, kind=args.kind, tag=args.tag,
+                                               search=args.search, before_id=args.before, limit=args.limit,
+                                               query=args.query)
+        except SearchError as exc:  # the filters contradict the query, or definition: is unavailable
+            print(f"jobengine jobs: --query: {exc}", file=sys.stderr)
+            return 2
     jobs = sorted({job.id: job for job in jobs}.values(), key=lambda job: job.id, reverse=True)[: args.limit]
     rows = [job_json(job) for job in jobs]
     _print(args, rows, lambda data: _table(data, ["id", "state", "queue", "kind", "attempt", "scheduled_at"]))

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from engine.core.attempt_log import AttemptLog
+
 if TYPE_CHECKING:
     from engine.core.config import Config
     from engine.core.secrets import Secrets
@@ -66,4 +68,19 @@ class HandlerContext:
     secrets: Secrets
     logger: Any
     scope: Mapping[str, Any] = field(default_factory=dict)
+    attempt_log: AttemptLog | None = None  # where ctx.logger's lines and ctx.progress go
+
+    async def progress(self, fraction: float, text: str | None = None) -> None:
+        """Report how far the attempt has got (0 to 1) and a short note; the job page and
+        list show it while the job runs. ValueError for a fraction outside 0..1.
+
+        Example::
+
+            await ctx.progress(0.4, "copied 4/10")
+        """
+        if self.attempt_log is None:  # no node records it (perform_job in a test)
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"progress: a number from 0 to 1, not {fraction!r}")
+            return
+        self.attempt_log.set_progress(fraction, text)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.core.job import Job, JobState
+from engine.core.search import JobQuery
 from engine.db import sql
 from engine.db.base import StoreBase
 
@@ -51,6 +52,14 @@ class DashboardReads(StoreBase):
             records = await conn.fetch(self.statements.DASHBOARD_THROUGHPUT, minutes, queue)
         return [dict(r) for r in records]
 
+    async def dashboard_nodes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every heartbeat row (with ``heartbeat_age`` in seconds, by the database's clock) and
+        the nodes that departed in the last day, newest first."""
+        async with self.pool.acquire() as conn:
+            rows = [dict(r) for r in await conn.fetch(self.statements.DASHBOARD_NODES)]
+            departed = [dict(r) for r in await conn.fetch(self.statements.DASHBOARD_DEPARTED_NODES)]
+        return rows, departed
+
     async def dashboard_job(self, job_id: int) -> tuple[Job, dict[str, Any]] | None:
         """The job and the columns Job does not carry (cancelled_at, discarded_at, rescued)."""
         async with self.pool.acquire() as conn:
@@ -64,29 +73,30 @@ class DashboardReads(StoreBase):
         async with self.pool.acquire() as conn:
             return [dict(r) for r in await conn.fetch(self.statements.DASHBOARD_JOB_CHILDREN, str(job_id))]
 
-    async def dashboard_job_page(self, *, queue: str | None = None, state: str | None = None,
-                                 kind: str | None = None, tag: str | None = None, search: str | None = None,
-                                 before: int | None = None, after: int | None = None,
+    async def dashboard_job_page(self, *, query: JobQuery | None = None, queue: str | None = None,
+                                 state: str | None = None, kind: str | None = None, tag: str | None = None,
+                                 search: str | None = None, before: int | None = None, after: int | None = None,
                                  ascending: bool = False, limit: int = 50) -> list[Job]:
-        """A page of jobs in id order (newest first unless ``ascending``), filtered;
+        """A page of jobs in id order (newest first unless ``ascending``) matching ``query``
+        (engine/core/search.py) and the plain filters (``search``: text in the args);
         ``before``/``after`` are keyset cursors (ids)."""
-        values = {"kind": kind, "tag": tag, "before": before, "after": after}
-        names = [name for name, value in values.items() if value is not None]
+        query = (query or JobQuery()).merged(
+            queue=queue, kind=kind, states=(JobState(state),) if state else None,
+            tags=(tag,) if tag else None, words=(search,) if search else None)
         params: list[Any] = []
-        if queue is not None or state is not None:
-            queues = [queue] if queue is not None else await self.dashboard_queue_names()
-            states = [state] if state is not None else [s.value for s in JobState]
+        if query.queue is not None or query.states:
+            queues = [query.queue] if query.queue is not None else await self.dashboard_queue_names()
+            states = [s.value for s in query.states] or [s.value for s in JobState]
             params = [value for q in queues for s in states for value in (q, s)]
             if not params:
                 return []  # no queue holds any job yet
         pairs = len(params) // 2
-        params += [values[name] for name in names]
-        if search:
-            params.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        text = sql.dashboard_job_page(self.schema, names, pairs=pairs, search=bool(search), ascending=ascending)
+        filters, values = _indexed_terms(query, before, after)
+        scanned, checks = _scanned_terms(query)
+        text = sql.dashboard_job_page(self.schema, filters, pairs=pairs, ascending=ascending, scanned=scanned)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(self.statements.DASHBOARD_PLAN_CUSTOM)
-            records = await conn.fetch(text, *params, limit)
+            records = await conn.fetch(text, *params, *values, *checks, limit)
         return [Job.from_record(r) for r in records]
 
     async def dashboard_bulk(self, action: str, job_ids: Sequence[int],
@@ -108,3 +118,36 @@ class DashboardReads(StoreBase):
                 raise ValueError(f"unknown bulk action {action!r}")
         return sorted(r["id"] for r in records)
 
+
+
+def _indexed_terms(query: JobQuery, before: int | None, after: int | None) -> tuple[list[str], list[Any]]:
+    """The fragment names (sql.DASHBOARD_JOB_FILTERS) and their parameters, in order."""
+    names: list[str] = []
+    values: list[Any] = []
+    for name, value in (("id", query.id), ("kind", query.kind), ("before", before), ("after", after)):
+        if value is not None:
+            names.append(name)
+            values.append(value)
+    for tag in query.tags:
+        names.append("tag")
+        values.append(tag)
+    for match in query.args:
+        documents = match.documents()
+        names.append("args" if len(documents) == 1 else "args_either")
+        values.extend(documents)
+    return names, values
+
+
+def _scanned_terms(query: JobQuery) -> tuple[list[str], list[Any]]:
+    """The row-by-row checks (sql.DASHBOARD_JOB_SCANNED) and their parameters, in order."""
+    names: list[str] = []
+    values: list[Any] = []
+    for name, texts in (("words", query.words), ("error", query.errors)):
+        for text in texts:
+            names.append(name)
+            values.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    for name, value in (("node", query.node), ("definition", query.definition)):
+        if value is not None:
+            names.append(name)
+            values.append(value)
+    return names, values

@@ -11,6 +11,10 @@ import asyncpg
 from engine.db import sql
 
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# A migration may end with a part that runs after the transaction commits, one statement at
+# a time: CREATE INDEX CONCURRENTLY cannot run in a transaction, and it is how an index is
+# added to a big table without holding back inserts and acks while it builds.
+AFTER_COMMIT = "-- jobengine: after commit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +22,36 @@ class Migration:
     version: int
     name: str
     text: str
+
+    @property
+    def transactional(self) -> str:
+        """The part applied once, inside the migration transaction."""
+        return self.text.split(AFTER_COMMIT, 1)[0]
+
+    @property
+    def after_commit(self) -> list[str]:
+        """The statements run outside any transaction on every ``migrate``: each one must be
+        idempotent (``IF NOT EXISTS``), so an interrupted build is finished next time."""
+        if AFTER_COMMIT not in self.text:
+            return []
+        return _statements(self.text.split(AFTER_COMMIT, 1)[1])
+
+
+def _statements(text: str) -> list[str]:
+    """Split on a ``;`` that ends a line outside a ``$$`` body; comment lines dropped."""
+    found: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("--") and not current:
+            continue
+        current.append(line)
+        body = "\n".join(current)
+        if line.rstrip().endswith(";") and body.count("$$") % 2 == 0:
+            found.append(body.strip())
+            current = []
+    if "\n".join(current).strip():
+        found.append("\n".join(current).strip())
+    return found
 
 
 def available_migrations() -> list[Migration]:
@@ -52,6 +86,24 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[Migration]:
         done = {row["version"] for row in await conn.fetch(statements.MIGRATION_LIST_APPLIED)}
         pending = [m for m in available_migrations() if m.version not in done]
         for migration in pending:
-            await conn.execute(sql.render_migration(migration.text, schema))
+            await conn.execute(sql.render_migration(migration.transactional, schema))
             await conn.execute(statements.MIGRATION_RECORD, migration.version, migration.name)
+    await _after_commit(conn, statements)
     return pending
+
+
+async def _after_commit(conn: asyncpg.Connection, statements: sql.Statements) -> None:
+    """Run every migration's after-commit statements, unless another process is running
+    them right now (it holds the session lock): a starting node does not wait for an index
+    build that another node already does."""
+    steps = [step for m in available_migrations() for step in m.after_commit]
+    if not steps:
+        return
+    key = f"jobengine.migrate.after-commit.{statements.schema}"
+    if not await conn.fetchval(statements.MIGRATION_TRY_SESSION_LOCK, key):
+        return
+    try:
+        for step in steps:
+            await conn.execute(sql.render_migration(step, statements.schema))
+    finally:
+        await conn.execute(statements.MIGRATION_SESSION_UNLOCK, key)

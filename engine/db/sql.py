@@ -7,6 +7,8 @@ positional (``$1``...); each statement's comment lists them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 # Columns every job-returning statement yields, in Job.from_record's terms.
 # jsonb columns come back as text so rows decode the same on any connection, including a
@@ -330,14 +332,28 @@ QUEUE_LIST_CONTROLS = "SELECT name, paused, concurrency FROM {schema}.queues"
 # Register or heartbeat this node. $1 name, $2 queues, $3 meta.
 NODE_HEARTBEAT = """
 INSERT INTO {schema}.nodes (name, queues, meta) VALUES ($1, $2, $3)
-ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = excluded.queues
+ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = excluded.queues, meta = excluded.meta
 """
 
-# Forget this node on clean shutdown. $1 name.
-NODE_DELETE = "DELETE FROM {schema}.nodes WHERE name = $1"
+# Forget this node on clean shutdown, keeping it among the departed nodes (migration 010)
+# as stopped. $1 name.
+NODE_DELETE = """
+WITH gone AS (DELETE FROM {schema}.nodes WHERE name = $1 RETURNING *)
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason)
+SELECT name, queues, meta, started_at, heartbeat_at, 'stopped' FROM gone
+ON CONFLICT (name) DO UPDATE SET queues = excluded.queues, meta = excluded.meta, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, departed_at = now(), reason = 'stopped', rescued = 0, rescued_ids = '{{}}'
+"""
 
-# Forget nodes silent for more than $1 seconds (their jobs were rescued already).
-NODE_DELETE_STALE = "DELETE FROM {schema}.nodes WHERE heartbeat_at < now() - make_interval(secs => $1)"
+# Forget nodes silent for more than $1 seconds (their jobs were rescued already), keeping
+# them among the departed nodes as lost (the rescue may have counted their jobs there).
+NODE_DELETE_STALE = """
+WITH gone AS (DELETE FROM {schema}.nodes WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING *)
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason)
+SELECT name, queues, meta, started_at, heartbeat_at, 'lost' FROM gone
+ON CONFLICT (name) DO UPDATE SET queues = excluded.queues, meta = excluded.meta, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, reason = 'lost'
+"""
 
 # Live nodes.
 NODE_LIST = "SELECT name, queues, started_at, heartbeat_at, meta FROM {schema}.nodes ORDER BY name"
@@ -578,42 +594,67 @@ DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) AND state <> 'executing'
 # indexes against a parameter state. A tag filter repeats jobs_tags_listing_idx's
 # `cardinality(tags) <> 0` (migration 005 says why not `tags <> '{}'`).
 DASHBOARD_JOB_FILTERS = {
+    "id": "j.id = ${n}::bigint",
     "kind": "j.kind = ${n}::text",
     "tag": "j.tags @> ARRAY[${n}::text] AND cardinality(j.tags) <> 0",
     "before": "j.id < ${n}::bigint",
     "after": "j.id > ${n}::bigint",
+    # args.PATH:VALUE (engine/core/search.py): containment, which jobs_args_idx (migration
+    # 010, jsonb_path_ops) answers; "args_either" also matches the value written as a string.
+    "args": "j.args @> ${n}::jsonb",
+    "args_either": "(j.args @> ${n}::jsonb OR j.args @> ${m}::jsonb)",
 }
-# Text search reads at most this many newest rows matching the other filters (split over
-# the branches): a search for a rare string answers in bounded time.
+# Terms no index answers, checked row by row on the newest DASHBOARD_SEARCH_SCAN_LIMIT rows
+# that match the indexed terms. "words" and "error" take an ILIKE pattern (already escaped).
+DASHBOARD_JOB_SCANNED = {
+    "words": "j.args::text ILIKE ${n}::text",
+    "error": "j.errors::text ILIKE ${n}::text",
+    "node": "j.attempted_by = ${n}::text",
+    "definition": "j.meta ? 'definition' AND j.meta ->> 'definition' = ${n}::text",  # jobs_definition_idx
+}
+# A scanned search reads at most this many newest rows matching the other filters (split
+# over the branches): a search for a rare string answers in bounded time. The dashboard
+# shows this bound beside such a search.
 DASHBOARD_SEARCH_SCAN_LIMIT = 50_000
 DASHBOARD_PLAN_CUSTOM = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
-def dashboard_job_page(schema: str, filters: list[str], *, pairs: int, search: bool, ascending: bool) -> str:
+def _numbered(templates: dict[str, str], names: Sequence[str], n: int) -> tuple[list[str], int]:
+    """The fragments for ``names``, numbered from parameter ``n + 1``; and the last number."""
+    terms = []
+    for name in names:
+        n += 1
+        term = templates[name].replace("{n}", str(n))
+        if "{m}" in term:
+            n += 1
+            term = term.replace("{m}", str(n))
+        terms.append(term)
+    return terms, n
+
+
+def dashboard_job_page(schema: str, filters: Sequence[str], *, pairs: int, search: bool = False,
+                       ascending: bool, scanned: Sequence[str] = ()) -> str:
     """The SQL of a job page. Parameters: a queue and a state for each of ``pairs``
     branches ($1, $2, $3, $4, ...; 0 pairs: no queue/state filter); then one per name in
-    ``filters``, in order; then the ILIKE pattern (already escaped) when ``search``; last
-    the page size.
+    ``filters`` (two for ``args_either``), in order; then one per name in ``scanned``
+    (``search=True`` is ``scanned=["words"]``); last the page size.
 
     Example::
 
-        dashboard_job_page("jobengine", ["kind"], pairs=0, search=False, ascending=False)
+        dashboard_job_page("jobengine", ["kind"], pairs=0, ascending=False, scanned=["error"])
     """
     order = "ASC" if ascending else "DESC"
-    n = 2 * pairs
-    terms = []
-    for name in filters:
-        n += 1
-        terms.append(DASHBOARD_JOB_FILTERS[name].replace("{n}", str(n)))
-    pattern, limit = (f"${n + 1}::text", f"${n + 2}::int") if search else ("", f"${n + 1}::int")
+    terms, n = _numbered(DASHBOARD_JOB_FILTERS, filters, 2 * pairs)
+    checks, n = _numbered(DASHBOARD_JOB_SCANNED, [*scanned, *(["words"] if search else [])], n)
+    limit = f"${n + 1}::int"
     scan = DASHBOARD_SEARCH_SCAN_LIMIT // (pairs or 2)  # no pairs: the at-rest and executing branches
 
     def branch(extra: list[str]) -> str:
         where = " AND ".join([*extra, *terms]) or "true"
         inner = f"SELECT j.* FROM {{schema}}.jobs AS j WHERE {where} ORDER BY j.id {order}"
-        if search:
+        if checks:
             inner = (f"SELECT j.* FROM ({inner} LIMIT {scan}) AS j "
-                     f"WHERE j.args::text ILIKE {pattern} ORDER BY j.id {order}")
+                     f"WHERE {' AND '.join(checks)} ORDER BY j.id {order}")
         return f"({inner} LIMIT {limit})"
 
     if pairs:
@@ -1093,6 +1134,181 @@ DELETE FROM {schema}.audit_log WHERE id = ANY (ARRAY(
 """
 
 
+# --- dashboard: search and nodes (migration 010) -------------------------------------------
+
+
+# Count jobs rescued from node $1 (their ids $2, of which the first 20 are kept) among the
+# departed nodes, with what its heartbeat row still says. Runs in the rescue's transaction,
+# once per node that lost jobs: never on the path of a job that runs normally.
+NODE_RECORD_RESCUED = """
+INSERT INTO {schema}.departed_nodes AS d (name, queues, meta, started_at, heartbeat_at, reason, rescued, rescued_ids)
+SELECT $1::text, coalesce(n.queues, '{{}}'), coalesce(n.meta, '{{}}'), n.started_at, n.heartbeat_at, 'lost',
+       cardinality($2::bigint[]), ($2::bigint[])[1:20]
+FROM (SELECT 1) AS one LEFT JOIN {schema}.nodes AS n ON n.name = $1::text
+ON CONFLICT (name) DO UPDATE SET rescued = d.rescued + excluded.rescued,
+    rescued_ids = (d.rescued_ids || excluded.rescued_ids)[1:20], reason = 'lost'
+"""
+
+# Forget departed nodes after a day. No parameters.
+NODE_DEPARTED_PRUNE = "DELETE FROM {schema}.departed_nodes WHERE departed_at < now() - interval '1 day'"
+
+# The nodes page: every heartbeat row with its age by the database's clock (the web host's
+# may differ), and the departed nodes, newest first. No parameters.
+DASHBOARD_NODES = """
+SELECT name, queues, started_at, heartbeat_at, meta,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age
+FROM {schema}.nodes ORDER BY name
+"""
+DASHBOARD_DEPARTED_NODES = """
+SELECT name, queues, started_at, heartbeat_at, meta, departed_at, reason, rescued, rescued_ids,
+       extract(epoch FROM now() - departed_at)::float8 AS departed_age
+FROM {schema}.departed_nodes ORDER BY departed_at DESC LIMIT 50
+"""
+
+# --- dashboard: the rollup behind the charts (migration 010) -------------------------
+
+# Histogram bucket bounds (milliseconds) of job_rollup.wait_hist / run_hist: width_bucket
+# gives 0 below the first bound, i from bound i to bound i+1, len at or above the last.
+ROLLUP_BUCKET_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000,
+                           120_000, 300_000, 600_000, 1_800_000, 3_600_000)
+_BUCKETS = "ARRAY[" + ", ".join(str(bound) for bound in ROLLUP_BUCKET_BOUNDS_MS) + "]::float8[]"
+_BUCKET_INDEXES = f"generate_series(0, {len(ROLLUP_BUCKET_BOUNDS_MS)})"
+
+# Roll the finished jobs of whole minutes into job_rollup, at most an hour of them per call,
+# from job_rollup_state.rolled_until up to $1 (NULL: the minute that began 30 s or more ago,
+# so an ack still committing is not missed), and move the mark. One node at a time: the
+# state row is locked with SKIP LOCKED, so a second caller gets no row and does nothing.
+# The ranges read jobs_finished_idx (001) on its own expression. Returns the new mark and
+# the groups written (no row: another node is rolling).
+ROLLUP_FINISHED = """
+WITH state AS (
+    SELECT rolled_until FROM {schema}.job_rollup_state WHERE id FOR UPDATE SKIP LOCKED
+), bounds AS (
+    SELECT s.rolled_until AS since,
+           least(coalesce($1::timestamptz, date_trunc('minute', now() - interval '30 seconds')),
+                 s.rolled_until + interval '1 hour') AS upto
+    FROM state AS s
+), finished AS (
+    SELECT date_trunc('minute', coalesce(j.completed_at, j.cancelled_at, j.discarded_at)) AS minute,
+           j.queue, j.kind, j.state,
+           -- greatest() skips NULLs: a job cancelled before it ran has no times at all
+           CASE WHEN j.attempted_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM j.attempted_at - j.scheduled_at) * 1000) END AS wait_ms,
+           CASE WHEN j.attempted_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM coalesce(j.completed_at, j.cancelled_at, j.discarded_at)
+                                                    - j.attempted_at) * 1000) END AS run_ms
+    FROM {schema}.jobs AS j, bounds AS b
+    WHERE j.state IN ('completed', 'discarded', 'cancelled')
+      AND coalesce(j.completed_at, j.cancelled_at, j.discarded_at) >= b.since
+      AND coalesce(j.completed_at, j.cancelled_at, j.discarded_at) < b.upto
+), grouped AS (
+    SELECT minute, queue, kind,
+           count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'discarded') AS discarded,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+           coalesce(sum(wait_ms), 0) AS wait_ms, coalesce(sum(run_ms), 0) AS run_ms, count(wait_ms) AS ran,
+           array_agg(width_bucket(wait_ms, """ + _BUCKETS + """)) AS waits,
+           array_agg(width_bucket(run_ms, """ + _BUCKETS + """)) AS runs
+    FROM finished GROUP BY minute, queue, kind
+), written AS (
+    INSERT INTO {schema}.job_rollup AS r (minute, queue, kind, completed, discarded, cancelled, wait_ms, run_ms,
+                                          ran, wait_hist, run_hist)
+    SELECT g.minute, g.queue, g.kind, g.completed, g.discarded, g.cancelled, g.wait_ms, g.run_ms, g.ran,
+           ARRAY(SELECT count(w)::int FROM """ + _BUCKET_INDEXES + """ AS i
+                 LEFT JOIN unnest(g.waits) AS w ON w = i GROUP BY i ORDER BY i),
+           ARRAY(SELECT count(w)::int FROM """ + _BUCKET_INDEXES + """ AS i
+                 LEFT JOIN unnest(g.runs) AS w ON w = i GROUP BY i ORDER BY i)
+    FROM grouped AS g
+    ON CONFLICT (minute, queue, kind) DO UPDATE SET
+        completed = r.completed + excluded.completed, discarded = r.discarded + excluded.discarded,
+        cancelled = r.cancelled + excluded.cancelled, wait_ms = r.wait_ms + excluded.wait_ms,
+        run_ms = r.run_ms + excluded.run_ms, ran = r.ran + excluded.ran,
+        wait_hist = ARRAY(SELECT a + b FROM unnest(r.wait_hist, excluded.wait_hist) AS t(a, b)),
+        run_hist = ARRAY(SELECT a + b FROM unnest(r.run_hist, excluded.run_hist) AS t(a, b))
+    RETURNING 1
+), moved AS (
+    UPDATE {schema}.job_rollup_state AS s SET rolled_until = b.upto
+    FROM bounds AS b WHERE s.id AND b.upto > b.since
+    RETURNING s.rolled_until
+)
+SELECT (SELECT rolled_until FROM moved) AS rolled_until, (SELECT count(*) FROM written) AS groups,
+       (SELECT upto < coalesce($1::timestamptz, date_trunc('minute', now() - interval '30 seconds'))
+        FROM bounds) AS behind
+FROM bounds
+"""
+
+# Forget rollup minutes older than $1 seconds. Range on the primary key's first column.
+ROLLUP_PRUNE = "DELETE FROM {schema}.job_rollup WHERE minute < now() - make_interval(secs => $1)"
+
+# The charts' counts: per step of $1 seconds since $2 (aligned to $2), for queue $3 and kind
+# $4 (NULL: all).
+ROLLUP_CHART_COUNTS = """
+SELECT date_bin(make_interval(secs => $1), minute, $2::timestamptz) AS t,
+       sum(completed)::bigint AS completed, sum(discarded)::bigint AS discarded,
+       sum(cancelled)::bigint AS cancelled, sum(ran)::bigint AS ran
+FROM {schema}.job_rollup
+WHERE minute >= $2::timestamptz AND ($3::text IS NULL OR queue = $3) AND ($4::text IS NULL OR kind = $4)
+GROUP BY 1 ORDER BY 1
+"""
+
+# The charts' histograms, bucket by bucket, per step: parameters as ROLLUP_CHART_COUNTS.
+ROLLUP_CHART_HISTOGRAMS = """
+SELECT date_bin(make_interval(secs => $1), r.minute, $2::timestamptz) AS t, h.i::int AS bucket,
+       sum(h.w)::bigint AS waits, sum(h.r)::bigint AS runs
+FROM {schema}.job_rollup AS r, unnest(r.wait_hist, r.run_hist) WITH ORDINALITY AS h(w, r, i)
+WHERE r.minute >= $2::timestamptz AND ($3::text IS NULL OR r.queue = $3) AND ($4::text IS NULL OR r.kind = $4)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+# Where the rollup has got to: minutes from here on are not in job_rollup yet. No parameters.
+ROLLUP_MARK = "SELECT rolled_until FROM {schema}.job_rollup_state"
+
+# The queues and kinds the rollup knows (the chart's filters). No parameters.
+ROLLUP_CHART_NAMES = """
+SELECT DISTINCT queue, kind FROM {schema}.job_rollup WHERE minute >= now() - interval '7 days' ORDER BY 1, 2
+"""
+
+# --- dashboard: attempt logs and progress (migration 010) ------------------------------
+
+# Append new lines to attempts' logs, keeping the last $5 of each, and set their progress.
+# One statement per flush for every attempt that logged: $1 job ids, $2 attempts, $3 the new
+# lines of each (JSON arrays as text: a list of lists would bind as one 2-D array), $4
+# progress (NULL: unchanged), $5 lines kept, $6 progress texts.
+ATTEMPT_LOG_WRITE = """
+INSERT INTO {schema}.attempt_logs AS a (job_id, attempt, lines, progress, progress_text)
+SELECT w.job_id, w.attempt, w.lines::jsonb, w.progress, w.progress_text
+FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $6::text[])
+     AS w(job_id, attempt, lines, progress, progress_text)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    lines = jsonb_path_query_array(a.lines || excluded.lines, '$[last - $keep + 1 to last]',
+                                   jsonb_build_object('keep', $5::int)),
+    progress = coalesce(excluded.progress, a.progress),
+    progress_text = coalesce(excluded.progress_text, a.progress_text), updated_at = now()
+"""
+
+# One job's attempt logs, oldest attempt first. $1 job id.
+ATTEMPT_LOG_LIST = """
+SELECT attempt, lines, progress, progress_text, updated_at FROM {schema}.attempt_logs
+WHERE job_id = $1 ORDER BY attempt
+"""
+
+# The latest progress of each of jobs $1 (bigint[]) that reported any.
+ATTEMPT_LOG_PROGRESS = """
+SELECT DISTINCT ON (job_id) job_id, attempt, progress, progress_text FROM {schema}.attempt_logs
+WHERE job_id = ANY ($1::bigint[]) AND progress IS NOT NULL ORDER BY job_id, attempt DESC
+"""
+
+# Forget attempt logs not written for $1 seconds (the longest job retention).
+ATTEMPT_LOG_PRUNE = "DELETE FROM {schema}.attempt_logs WHERE updated_at < now() - make_interval(secs => $1)"
+
+# A migration's after-commit part (engine/db/migrate.py) runs under a session lock, taken
+# only if free: a second process starting meanwhile skips the part instead of waiting for
+# another's index build. $1 the lock's name.
+MIGRATION_TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock(hashtext($1))"
+# Release it. $1 the lock's name.
+MIGRATION_SESSION_UNLOCK = "SELECT pg_advisory_unlock(hashtext($1))"
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -1195,6 +1411,22 @@ class Statements:
     DEFINITION_RUNS: str
     DEFINITION_TALLY: str
     JOB_EDIT_WAITING: str
+    MIGRATION_TRY_SESSION_LOCK: str
+    MIGRATION_SESSION_UNLOCK: str
+    NODE_RECORD_RESCUED: str
+    NODE_DEPARTED_PRUNE: str
+    DASHBOARD_NODES: str
+    DASHBOARD_DEPARTED_NODES: str
+    ROLLUP_FINISHED: str
+    ROLLUP_PRUNE: str
+    ROLLUP_CHART_COUNTS: str
+    ROLLUP_CHART_HISTOGRAMS: str
+    ROLLUP_CHART_NAMES: str
+    ROLLUP_MARK: str
+    ATTEMPT_LOG_WRITE: str
+    ATTEMPT_LOG_LIST: str
+    ATTEMPT_LOG_PROGRESS: str
+    ATTEMPT_LOG_PRUNE: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

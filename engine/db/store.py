@@ -21,6 +21,7 @@ from engine.core.acks import Ack
 from engine.core.job import Job, JobState
 from engine.db import sql
 from engine.db.account_rows import AccountRows
+from engine.db.attempt_log_rows import AttemptLogRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
 from engine.db.dashboard_reads import DashboardReads
@@ -28,6 +29,7 @@ from engine.db.definition_rows import DefinitionRows
 from engine.db.dependency_rows import DependencyRows
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
+from engine.db.rollup_rows import RollupRows
 from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
 
 Listener = Callable[[str, str], None]
@@ -45,7 +47,7 @@ class StoreHooks:
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows):
+class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows, RollupRows, AttemptLogRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 
@@ -261,7 +263,13 @@ class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, Definition
                          for row in on_discarded(job)]
             if followups:
                 await self.insert(followups, conn=conn)
+            by_node: dict[str, list[int]] = {}
+            for job in jobs:
+                by_node.setdefault(job.attempted_by or "?", []).append(job.id)
+            for name, ids in by_node.items():  # for the nodes page: what each lost node left behind
+                await conn.execute(self.statements.NODE_RECORD_RESCUED, name, ids)
             await conn.execute(self.statements.NODE_DELETE_STALE, rescue_after * 2)
+            await conn.execute(self.statements.NODE_DEPARTED_PRUNE)
         return jobs
 
     async def prune(self, completed: float, cancelled: float, discarded: float, limit: int) -> int:

@@ -36,7 +36,8 @@ class Lifeline:
     not after a backoff); ``on_lease_lost(silent_for)`` when they have failed for so long
     that other nodes may soon rescue this node's jobs; ``on_discarded(job)`` gives the
     follow-up rows (onFailure, failure notification) of a job the rescue discards;
-    ``known_jobs()`` the ids this node runs or has yet to ack: any other job executing
+    ``describe()`` what each heartbeat's meta adds (the node's queues with their concurrency
+    and running jobs); ``known_jobs()`` the ids this node runs or has yet to ack: any other job executing
     under its name for over ``claim_grace`` seconds is an orphan too (a lost claim).
 
     Example::
@@ -51,7 +52,8 @@ class Lifeline:
                  meta: dict[str, Any] | None = None, on_recovered: Callable[[], None] | None = None,
                  on_lease_lost: Callable[[float], None] | None = None,
                  on_discarded: Callable[[Job], Sequence[InsertRow]] | None = None,
-                 known_jobs: Callable[[], Collection[int]] | None = None, claim_grace: float = 30.0) -> None:
+                 known_jobs: Callable[[], Collection[int]] | None = None, claim_grace: float = 30.0,
+                 describe: Callable[[], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.node = node
         self.queues = list(queues)
@@ -62,6 +64,7 @@ class Lifeline:
         self.on_discarded = on_discarded
         self.known_jobs = known_jobs
         self.claim_grace = claim_grace
+        self.describe = describe  # what changes between beats (running jobs per queue), for the nodes page
         self.failures = 0
         self._last_ok: float | None = None  # monotonic time the last landed heartbeat was sent
         self._registered = False
@@ -97,7 +100,8 @@ class Lifeline:
         async with self._beat_lock:
             if self._retired:
                 return
-            await self.store.heartbeat(self.node, self.queues, self.meta)
+            meta = {**self.meta, **self.describe()} if self.describe is not None else self.meta
+            await self.store.heartbeat(self.node, self.queues, meta)
         self._last_ok = sent
         if not self._registered:
             self._registered = True

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from engine.core import backoff, tracing
 from engine.core.acks import Ack, ErrorEntry, ErrorKind
+from engine.core.attempt_log import AttemptLogger, AttemptLogs
 from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
 from engine.core.events import Events, JobEvent
@@ -56,7 +57,8 @@ class Executor:
     """
 
     def __init__(self, *, registry: Registry, resources: Resources, secrets: Secrets,
-                 followups: Followups, events: Events, logger: Any | None = None) -> None:
+                 followups: Followups, events: Events, logger: Any | None = None,
+                 attempt_logs: AttemptLogs | None = None) -> None:
         self.registry = registry
         self.resources = resources
         self.secrets = secrets
@@ -64,6 +66,9 @@ class Executor:
         self.events = events
         self.log = logger or structlog.get_logger("jobengine.executor")
         self.threads = ThreadPools()  # sync handlers' pools, sized by the producers
+        # What handlers log through ctx.logger and report with ctx.progress, until a node's
+        # writer stores it (only handlers that take a context can add any).
+        self.attempt_logs = attempt_logs or AttemptLogs(secrets)
 
     async def execute(self, job: Job) -> Ack:
         """Run one attempt of ``job`` and return the ack describing its outcome."""
@@ -81,6 +86,7 @@ class Executor:
             self.events.emit(JobEvent("job.start", job.id, job.kind, job.queue, job.attempt,
                                       queue_time=_queue_time(job)))
         outcome = await self.perform(job)
+        self.attempt_logs.finish(job.id, job.attempt)
         ack = self.to_ack(job, outcome)
         error = ack.error.get("error") if ack.error else None
         if events:
@@ -118,8 +124,11 @@ class Executor:
 
     def _context(self, job: Job) -> HandlerContext:
         scope = build_scope(job, self.secrets)
+        logger = self.log.bind(job_id=job.id, kind=job.kind)
+        attempt_log = self.attempt_logs.start(job.id, job.attempt) if job.id else None
         return HandlerContext(config=self.resources.config, resources=self.resources, secrets=self.secrets,
-                              logger=self.log.bind(job_id=job.id, kind=job.kind), scope=scope)
+                              logger=AttemptLogger(logger, attempt_log) if attempt_log else logger, scope=scope,
+                              attempt_log=attempt_log)
 
     def _check_condition(self, job: Job, scope: Any) -> Outcome | None:
         text = job.meta.get("condition")

@@ -16,7 +16,7 @@ from engine.web.auth import AuthError, Principal
 
 HIDDEN = "hidden"
 # Job fields that can hold args or text derived from them.
-_PAYLOAD_FIELDS = ("args", "result", "error", "errors", "meta")
+_PAYLOAD_FIELDS = ("args", "result", "error", "errors", "meta", "attempt_logs")
 # Document fields that describe where and how a job runs, never what it carries.
 # Timeline events whose detail never quotes a job's data (error events quote the error text).
 _PLAIN_EVENTS = frozenset({"inserted", "due", "attempt started"})

@@ -10,7 +10,8 @@ from typing import Any, TypedDict
 
 import structlog
 
-from engine.core.job import Job
+from engine.core.job import Job, JobState
+from engine.core.search import MAX_QUERY, JobQuery, SearchError, parse_query
 from engine.engine import Engine
 from engine.web.audit import record
 from engine.web.auth import Principal
@@ -81,15 +82,26 @@ class JobFilter:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> JobFilter:
         """Validate query parameters; unknown or empty ones are ignored."""
-        text = {name: _text(params, name) for name in ("queue", "kind", "tag", "q")}
+        text = {name: _text(params, name) for name in ("queue", "kind", "tag")}
         state = _text(params, "state")
         if state is not None and state not in STATES:
             raise BadRequest(f"state: must be one of {', '.join(STATES)}")
         order = _text(params, "order") or "newest"
         if order not in ("newest", "oldest"):
             raise BadRequest("order: must be 'newest' or 'oldest'")
-        return cls(state=state, order=order, before=_int(params, "before", 1, 2**62),
-                   after=_int(params, "after", 1, 2**62), limit=_int(params, "limit", 1, MAX_PAGE) or 50, **text)
+        flt = cls(state=state, order=order, before=_int(params, "before", 1, 2**62), q=_text(params, "q", MAX_QUERY),
+                  after=_int(params, "after", 1, 2**62), limit=_int(params, "limit", 1, MAX_PAGE) or 50, **text)
+        flt.search()  # a malformed query is a 400 naming the term
+        return flt
+
+    def search(self) -> JobQuery:
+        """The search (``q``, SPEC section 12) AND the form's state, queue, kind and tag."""
+        try:
+            return parse_query(self.q or "").merged(
+                states=(JobState(self.state),) if self.state else None, queue=self.queue, kind=self.kind,
+                tags=(self.tag,) if self.tag else None)
+        except SearchError as exc:
+            raise BadRequest(f"q: {exc}") from None
 
     def query(self, **changes: int | None) -> dict[str, str]:
         """The non-default fields as URL parameters (for links and live refreshes)."""
@@ -102,13 +114,13 @@ class JobFilter:
         return self.order == "oldest"
 
 
-def _text(params: Mapping[str, str], name: str) -> str | None:
+def _text(params: Mapping[str, str], name: str, most: int = MAX_TEXT) -> str | None:
     value = params.get(name)
     if value is None or not str(value).strip():
         return None
     value = str(value).strip()
-    if len(value) > MAX_TEXT or "\x00" in value:
-        raise BadRequest(f"{name}: at most {MAX_TEXT} characters, no NUL")
+    if len(value) > most or "\x00" in value:
+        raise BadRequest(f"{name}: at most {most} characters, no NUL")
     return value
 
 
@@ -129,12 +141,18 @@ async def list_jobs(engine: Engine, flt: JobFilter) -> tuple[list[Job], bool]:
     """A page in display order and whether more follow in the paging direction."""
     # Paging back towards the start reads the other way from the cursor, then flips the page.
     flip = (flt.after is not None and not flt.ascending) or (flt.before is not None and flt.ascending)
-    jobs = await job_store(engine).dashboard_job_page(
-        queue=flt.queue, state=flt.state, kind=flt.kind, tag=flt.tag, search=flt.q, before=flt.before,
-        after=flt.after, ascending=flt.ascending != flip, limit=flt.limit + 1)
+    jobs = await _page(engine, flt, before=flt.before, after=flt.after, ascending=flt.ascending != flip,
+                       limit=flt.limit + 1)
     more = len(jobs) > flt.limit
     jobs = jobs[:flt.limit]
     return (jobs[::-1] if flip else jobs), more
+
+
+async def _page(engine: Engine, flt: JobFilter, **page: Any) -> list[Job]:
+    try:
+        return await job_store(engine).dashboard_job_page(query=flt.search(), **page)
+    except SearchError as exc:  # a term this installation cannot answer (definition:)
+        raise BadRequest(f"q: {exc}") from None
 
 
 async def get_job(engine: Engine, job_id: int) -> tuple[Job, dict[str, Any], list[dict[str, Any]]]:
@@ -187,9 +205,7 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
     executing: list[int] = []
     more = False
     if flt is not None:
-        jobs = await job_store(engine).dashboard_job_page(
-            queue=flt.queue, state=flt.state, kind=flt.kind, tag=flt.tag, search=flt.q,
-            limit=MAX_BULK_FILTERED + 1)
+        jobs = await _page(engine, flt, limit=MAX_BULK_FILTERED + 1)
         more = len(jobs) > MAX_BULK_FILTERED
         jobs = jobs[:MAX_BULK_FILTERED]
         selected = [job.id for job in jobs]

@@ -16,7 +16,7 @@ from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import BadRequest, JobFilter
 from engine.web.audit import record
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
-from engine.web.metrics import CONTENT_TYPE, Gauge
+from engine.web.metrics import Gauge
 from engine.web.openapi import openapi_document
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
@@ -74,9 +74,12 @@ async def enqueue(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    job, extra, children = await actions.get_job(request.app[ENGINE], _job_id(request))
+    job_id = _job_id(request)
+    job, extra, children = await actions.get_job(request.app[ENGINE], job_id)
     detail = job_detail(job, extra, children, request.app[ENGINE].secrets)
-    return web.json_response({"job": visible_job(principal_of(request), detail)})
+    logs = [{**entry, "updated_at": entry["updated_at"].isoformat()}
+            for entry in await job_store(request.app[ENGINE]).attempt_logs(job_id)]
+    return web.json_response({"job": visible_job(principal_of(request), {**detail, "attempt_logs": logs})})
 
 
 async def job_action(request: web.Request) -> web.Response:
@@ -186,8 +189,8 @@ async def metrics(request: web.Request) -> web.Response:
     if up:
         gauges += database_gauges(await request.app[SNAPSHOTS].overview())
     gauges += thread_gauges(request.app[ENGINE].executor.threads)
-    body = request.app[METRICS].render(gauges)
-    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+    body, content_type = request.app[METRICS].exposition(gauges, request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:

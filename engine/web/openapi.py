@@ -113,7 +113,12 @@ LIST_PARAMS = [
     _query("state", {"enum": list(STATES)}, "Only jobs in this state"),
     _query("queue", TEXT, "Only this queue"), _query("kind", TEXT, "Only this kind"),
     _query("tag", TEXT, "Only jobs with this tag"),
-    _query("q", TEXT, "Text in args (searches the newest 50,000 jobs matching the other filters)"),
+    _query("q", {"type": "string", "maxLength": 500},
+           'Search terms combined with AND (SPEC section 12): id:123 kind:mail queue:default '
+           'state:discarded,retryable tag:billing node:NAME definition:NAME args.to:a@example.com '
+           'error:"timed out", and bare words (text in args). Error text, bare words, node: and '
+           'definition: are checked on the newest 50,000 jobs matching the other terms. A malformed '
+           'query is a 400 naming the term.'),
     _query("before", {"type": "integer", "minimum": 1}, "Cursor: jobs with a smaller id"),
     _query("after", {"type": "integer", "minimum": 1}, "Cursor: jobs with a larger id"),
     _query("order", {"enum": ["newest", "oldest"]}, "Sort by insertion time"),
@@ -186,6 +191,15 @@ def _paths() -> dict[str, Any]:
                          "name": {"type": "string"}, "action": {"const": action},
                          "job_id": {"type": "integer"}}}, "Done"), **_errors(400, 403, 404)}}}
            for action in CRON_ACTIONS},
+        "/api/nodes": {
+            "get": {"operationId": "nodes", "summary": "Live nodes with their queues; silent and departed nodes",
+                    "responses": {"200": _json(NODES_SCHEMA, "The nodes"), **_errors()}}},
+        "/api/charts": {
+            "get": {"operationId": "charts", "summary": "History from the rollup: counts and percentiles per step",
+                    "parameters": [_query("range", {"enum": ["1h", "24h", "7d"]}, "The span (default 1h)"),
+                                   _query("queue", TEXT, "One queue"), _query("kind", TEXT, "One kind")],
+                    "responses": {"200": _json(CHARTS_SCHEMA, "One value per step for each series"),
+                                  **_errors(400)}}},
         "/api/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document",
                     "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),
@@ -202,6 +216,29 @@ def _paths() -> dict[str, Any]:
                                   "503": _json(HEALTH_SCHEMA, "Database unreachable or engine unhealthy")}}},
     }
 
+
+_NODE_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string"}, "host": {"type": ["string", "null"]}, "pid": {"type": ["integer", "null"]},
+    "version": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
+    "heartbeat_at": {"type": ["string", "null"]}, "heartbeat_age_seconds": {"type": "number"},
+    "running": {"type": "integer"}, "queues": {"type": "array"}}
+_NODE: dict[str, Any] = {"type": "object", "required": ["name", "queues"], "properties": _NODE_PROPERTIES}
+NODES_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["nodes", "silent", "departed", "rescue_after_seconds"],
+    "properties": {"taken_at": {"type": "string"}, "rescue_after_seconds": {"type": "number"},
+                   "nodes": {"type": "array", "items": _NODE}, "silent": {"type": "array", "items": _NODE},
+                   "departed": {"type": "array", "items": {**_NODE, "properties": {
+                       **_NODE_PROPERTIES, "reason": {"enum": ["stopped", "lost"]}, "rescued": {"type": "integer"},
+                       "rescued_ids": {"type": "array", "items": {"type": "integer"}},
+                       "departed_at": {"type": "string"}}}}}}
+CHARTS_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["range", "step_seconds", "series"],
+    "properties": {"range": {"enum": ["1h", "24h", "7d"]}, "step_seconds": {"type": "integer"},
+                   "since": {"type": "string"}, "rolled_until": {"type": ["string", "null"]},
+                   "queues": {"type": "array", "items": {"type": "string"}},
+                   "kinds": {"type": "array", "items": {"type": "string"}},
+                   "series": {"type": "object", "required": ["t", "completed", "failed", "failure_rate"],
+                              "additionalProperties": {"type": "array"}}}}
 
 HEALTH_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["status", "database", "healthy"],

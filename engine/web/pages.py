@@ -9,14 +9,17 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.core.search import MAX_QUERY, JobQuery, SearchError, parse_query
 from engine.core.secrets import Secrets
+from engine.db.sql import DASHBOARD_SEARCH_SCAN_LIMIT as SEARCH_SCAN_LIMIT
 from engine.web import actions
 from engine.web import cron as cron_entries
-from engine.web.access import check_filter, visible_job, visible_jobs
+from engine.web.access import HIDDEN, check_filter, visible_job, visible_jobs
 from engine.web.actions import JobFilter
 from engine.web.context import ENGINE, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.login import login, login_page, logout
 from engine.web.present import job_detail, job_summary
+from engine.web.stores import job_store
 
 NOTICES = {
     "retry": "Retried {n} job(s).", "cancel": "Cancelled {n} job(s).", "delete": "Deleted {n} job(s).",
@@ -54,7 +57,12 @@ async def _job_list_context(request: web.Request) -> dict[str, Any]:
     flt = JobFilter.parse(request.query)
     check_filter(principal_of(request), flt)
     jobs, more = await actions.list_jobs(request.app[ENGINE], flt)
-    rows = visible_jobs(principal_of(request), [job_summary(job, _secrets(request)) for job in jobs])
+    rows = [job_summary(job, _secrets(request)) for job in jobs]
+    running = [row["id"] for row in rows if row["state"] == "executing"]
+    progress = await job_store(request.app[ENGINE]).attempt_progress(running)
+    for row in rows:
+        row["progress"] = progress.get(row["id"])
+    rows = visible_jobs(principal_of(request), rows)
     next_page = prev_page = None
     if rows:
         forward, back = ("after", "before") if flt.ascending else ("before", "after")
@@ -69,10 +77,35 @@ async def _job_list_context(request: web.Request) -> dict[str, Any]:
 
 
 async def jobs_page(request: web.Request) -> web.Response:
-    context = await _job_list_context(request)
     queues = [q.name for q in (await request.app[SNAPSHOTS].overview()).queues]
-    return render(request, "jobs.html", {"nav": "jobs", "notice": notice(request), "queues": queues,
-                                         "bulk_max": actions.MAX_BULK_FILTERED, **context})
+    page = {"nav": "jobs", "notice": notice(request), "queues": queues, "bulk_max": actions.MAX_BULK_FILTERED,
+            "scan_limit": SEARCH_SCAN_LIMIT, "query_error": None}
+    try:
+        context = await _job_list_context(request)
+    except actions.BadRequest as exc:
+        # Keep the form (and the query the operator typed) with the error beside it.
+        typed = {k: request.query.get(k, "").strip()[:MAX_QUERY] or None
+                 for k in ("state", "queue", "kind", "tag", "q")}
+        flt = actions.JobFilter(state=typed["state"], queue=typed["queue"], kind=typed["kind"], tag=typed["tag"],
+                                q=typed["q"])
+        return render(request, "jobs.html", {**page, "query_error": exc.message, "flt": flt, "rows": [],
+                                             "next_page": None, "prev_page": None, "live_url": None,
+                                             "query": JobQuery()}, status=400)
+    return render(request, "jobs.html", {**page, "query": context["flt"].search(), **context})
+
+
+async def search(request: web.Request) -> web.Response:
+    """The header's search box: a job id (``123``, ``#123``, ``id:123``) opens that job;
+    anything else lists the matching jobs (where a malformed query shows its error)."""
+    text = request.query.get("q", "").strip()
+    bare = text.removeprefix("#")
+    if bare.isdigit() and 0 < len(bare) <= 18 and int(bare) > 0:
+        raise web.HTTPSeeOther(f"/jobs/{int(bare)}")
+    try:
+        job_id = parse_query(text).job_id
+    except SearchError:
+        job_id = None
+    raise web.HTTPSeeOther(f"/jobs/{job_id}" if job_id else url("/jobs", {"q": text}))
 
 
 async def jobs_partial(request: web.Request) -> web.Response:
@@ -82,7 +115,10 @@ async def jobs_partial(request: web.Request) -> web.Response:
 async def _job_context(request: web.Request) -> dict[str, Any]:
     job_id = _job_id(request)
     job, extra, children = await actions.get_job(request.app[ENGINE], job_id)
-    return {"job": visible_job(principal_of(request), job_detail(job, extra, children, _secrets(request)))}
+    logs = await job_store(request.app[ENGINE]).attempt_logs(job_id)
+    shown = visible_job(principal_of(request), {**job_detail(job, extra, children, _secrets(request)),
+                                                "attempt_logs": logs})
+    return {"job": shown, "attempt_logs": shown["attempt_logs"] if shown["attempt_logs"] != HIDDEN else []}
 
 
 async def job_page(request: web.Request) -> web.Response:
@@ -156,6 +192,7 @@ async def cron_action(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", overview)
     app.router.add_get("/jobs", jobs_page)
+    app.router.add_get("/search", search)
     app.router.add_get("/jobs/{job_id}", job_page)
     app.router.add_get("/cron", cron_page)
     app.router.add_get("/partials/overview", overview_partial)

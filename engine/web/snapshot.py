@@ -55,6 +55,7 @@ class QueueView:
     configured: bool
     nodes: int
     oldest_wait: float | None
+    no_consumer: bool = False  # waiting jobs, and no live node runs this queue
 
     def group(self, name: str) -> Count:
         total = Count(0)
@@ -66,6 +67,7 @@ class QueueView:
         return {
             "name": self.name, "paused": self.paused, "concurrency": self.concurrency, "nodes": self.nodes,
             "configured": self.configured, "oldest_available_seconds": self.oldest_wait,
+            "no_consumer": self.no_consumer,
             "counts": {state: count.value for state, count in self.counts.items()},
             "exact": all(count.exact for count in self.counts.values()),
             "groups": {group: self.group(group).value for group in GROUPS},
@@ -76,7 +78,9 @@ class QueueView:
 class Overview:
     queues: list[QueueView]
     throughput: list[Point]
-    nodes: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]  # live: heartbeat within the rescue window
+    silent: list[dict[str, Any]] = field(default_factory=list)  # heartbeat older: presumed dead
+    departed: list[dict[str, Any]] = field(default_factory=list)  # stopped or lost, the last day
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def group(self, name: str) -> Count:
@@ -117,23 +121,30 @@ class Snapshots:
         self.engine = engine
         self.ttl = ttl
         self.cap = cap
-        self._cached: tuple[float, Overview] | None = None
+        self._cached: tuple[float, int, Overview] | None = None  # (built at, generation, overview)
+        self._generation = 0
         self._lock = anyio.Lock()
 
     def invalidate(self) -> None:
-        """Forget the cache (after an action, so the next page shows its effect)."""
-        self._cached = None
+        """Forget the cache (after an action or a pushed change, so the next page shows it).
+        A build already under way when this is called does not count as fresh."""
+        self._generation += 1
 
     async def overview(self) -> Overview:
         async with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] >= self.ttl:
-                self._cached = (time.monotonic(), await self._build())
-            return self._cached[1]
+            cached = self._cached
+            if cached is None or cached[1] != self._generation or time.monotonic() - cached[0] >= self.ttl:
+                generation = self._generation
+                self._cached = cached = (time.monotonic(), generation, await self._build())
+            return cached[2]
 
     async def _build(self) -> Overview:
         queue = job_store(self.engine)
         controls = await queue.queue_controls()
-        nodes = await queue.list_nodes()
+        rows, departed = await queue.dashboard_nodes()
+        window = self.engine.config.lifeline.rescue_after
+        nodes = [row for row in rows if row["heartbeat_age"] <= window]
+        live = {row["name"] for row in nodes}
         configured = self.engine.config.queues
         names = sorted(set(configured) | set(controls) | set(await queue.dashboard_queue_names())
                        | {name for node in nodes for name in (node["queues"] or [])})
@@ -151,8 +162,12 @@ class Snapshots:
                 configured=settings is not None,
                 nodes=sum(1 for node in nodes if name in (node["queues"] or [])),
                 oldest_wait=oldest.get(name)))
+            views[-1].no_consumer = views[-1].nodes == 0 and views[-1].counts["available"].value > 0
         throughput = _fill_minutes(await queue.dashboard_throughput(THROUGHPUT_MINUTES))
-        return Overview(views, throughput, nodes)
+        departed = [row for row in departed if row["name"] not in live]
+        gone = {row["name"] for row in departed}  # a lost node whose jobs were rescued shows there
+        silent = [row for row in rows if row["name"] not in live and row["name"] not in gone]
+        return Overview(views, throughput, nodes, silent, departed)
 
 
 def _fill_minutes(points: list[dict[str, Any]]) -> list[Point]:

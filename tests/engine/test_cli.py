@@ -99,3 +99,14 @@ def test_invalid_json_in_args_says_so_and_where(cli) -> None:
     assert done.returncode == 1
     assert "--args is not valid JSON: Expecting value at line 1 column 11" in done.stderr
     assert '  {"level": info}\n            ^' in done.stderr
+
+
+def test_jobs_query_finds_by_args_and_exits_2_naming_a_bad_term(cli) -> None:
+    cli("migrate")
+    wanted = json.loads(cli("enqueue", "log", "--args", '{"level": "info", "message": "to ops"}', "--json").stdout)
+    cli("enqueue", "log", "--args", '{"level": "warn", "message": "other"}')
+    listed = json.loads(cli("jobs", "--query", 'args.message:"to ops" kind:log', "--json").stdout)
+    assert [job["id"] for job in listed] == [wanted["id"]]
+    bad = cli("jobs", "--query", "kind:log colour:red", check=False)
+    assert bad.returncode == 2 and "colour:red" in bad.stderr and "unknown qualifier" in bad.stderr, bad.stderr
+    assert json.loads(cli("jobs", "--query", "definition:nightly", "--json").stdout) == []

@@ -64,20 +64,62 @@ async def _discarded(engine: Engine, job_id: int) -> bool:
     return job is not None and job.state == "discarded"
 
 
+# Each new page at desktop and phone width, light and dark: (name, path, ready selector).
+PAGES = [("nodes", "/nodes", "table.nodes"), ("search", "/jobs?q=args.to:player3@example.com", "table.jobs"),
+         ("overview", "/", "table.queues")]
+SIZES = {"desktop": {"width": 1400, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+async def _logged_in(browser: Any, url: str, viewport: dict[str, int], scheme: str) -> Any:
+    context = await browser.new_context(viewport=viewport, device_scale_factor=1, color_scheme=scheme)
+    page = await context.new_page()
+    await page.goto(url + "/login")
+    await page.fill("input[name=token]", TOKEN)
+    await page.click("form.box button")
+    await page.wait_for_selector("table.queues")
+    return page
+
+
 async def shoot(url: str, failed_id: int) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
-        await page.goto(url + "/login")
-        await page.fill("input[name=token]", TOKEN)
-        await page.click("form.box button")
-        await page.wait_for_selector("table.queues")
+        page = await _logged_in(browser, url, {"width": 1400, "height": 900}, "light")
         await page.screenshot(path=str(OUT / "overview.png"), full_page=True)
         await page.goto(f"{url}/jobs/{failed_id}")
         await page.click("details:has(.traceback) summary")
         await page.screenshot(path=str(OUT / "job-detail.png"), full_page=True)
+        for size, viewport in SIZES.items():
+            for scheme in ("light", "dark"):
+                page = await _logged_in(browser, url, viewport, scheme)
+                for name, path, ready in PAGES:
+                    await page.goto(url + path)
+                    await page.wait_for_selector(ready)
+                    await page.screenshot(path=str(OUT / f"{name}-{size}-{scheme}.png"), full_page=True)
+                await page.context.close()
         await browser.close()
+
+
+async def _roll_up_history(engine: Engine) -> None:
+    """The seeded hour is back-dated, behind the rollup's mark: let the rollup see it."""
+    store = engine.store
+    assert store is not None
+    async with store.pool.acquire() as conn:
+        await conn.execute(f'UPDATE "{store.schema}".job_rollup_state SET rolled_until = now() - interval \'2 hours\'')
+    while (done := await store.rollup_finished()) is None or done.behind:
+        pass
+
+
+async def _lost_node(engine: Engine, job_id: int) -> None:
+    """A node killed an hour ago whose two jobs were rescued (as the lifeline records it)."""
+    schema = engine.store.schema  # type: ignore[union-attr]
+    async with engine.store.pool.acquire() as conn:  # type: ignore[union-attr]
+        await conn.execute(
+            f'INSERT INTO "{schema}".departed_nodes (name, queues, meta, started_at, heartbeat_at, departed_at, '
+            "reason, rescued, rescued_ids) VALUES ('worker-3.4242.1a2b3c', '{default}', "
+            """'{"host": "worker-3", "pid": 4242, "version": "0.1.0"}', now() - interval '5 hours', """
+            "now() - interval '61 minutes', now() - interval '1 hour', 'lost', 2, ARRAY[$1::bigint, $1::bigint - 1])",
+            job_id)
 
 
 def _embedded_postgres() -> Any:
@@ -103,8 +145,16 @@ async def main() -> None:
         await conn.close()
         engine = Engine(config=config.model_copy(update={"secrets": ["API_TOKEN"]}),
                         registry=web_registry(Recorder(), controls), env={"API_TOKEN": "demo-secret-token"})
-        async with engine:
+        second = Engine(config=config.model_copy(update={"queues": {"media": config.queues["media"]}}),
+                        registry=web_registry(Recorder(), controls))
+        gone = Engine(config=config.model_copy(update={"queues": {"reports": config.queues["media"]}}),
+                      registry=web_registry(Recorder(), controls))
+        async with engine, second:
             failed_id = await seed(engine)
+            await gone.start()
+            await gone.stop()  # a node that stopped: listed among the departed
+            await _lost_node(engine, failed_id)
+            await _roll_up_history(engine)
             async with serve(engine, bind="127.0.0.1:0") as dashboard:
                 await shoot(dashboard.url, failed_id)
             for gate in controls.gates.values():

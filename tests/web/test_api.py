@@ -90,6 +90,9 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
         ("get", "/api/openapi.json", "/api/openapi.json", {}),
         ("get", "/metrics", "/metrics", {}),
         ("get", "/healthz", "/healthz", {}),
+        ("get", "/api/nodes", "/api/nodes", {}),
+        ("get", "/api/charts", "/api/charts?range=24h&queue=mail", {}),
+        ("get", "/api/charts", "/api/charts?range=1y", {}),
         *_definition_requests(job),
     ]
 

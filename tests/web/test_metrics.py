@@ -65,3 +65,17 @@ async def test_metrics_count_executions_failures_and_jobs_by_state(dashboard: Da
     assert _sample(text, "jobengine_jobs", queue="default", state="scheduled") == 1
     assert _sample(text, "jobengine_queue_paused", queue="default") == 0
     assert waiting.id  # the scheduled one is counted above, never run
+
+
+async def test_metrics_carry_the_process_metrics_and_follow_the_scrapers_accept_header(
+        dashboard: Dashboard, http) -> None:
+    async with http.get(dashboard.url + "/metrics", headers=dashboard.auth) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await response.text()
+    assert (_sample(text, "process_resident_memory_bytes") or 0) > 0
+    assert _sample(text, "process_cpu_seconds_total") is not None
+    assert "python_info{" in text and "# TYPE jobengine_jobs gauge" in text
+    openmetrics = {**dashboard.auth, "Accept": "application/openmetrics-text; version=1.0.0"}
+    async with http.get(dashboard.url + "/metrics", headers=openmetrics) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert (await response.text()).endswith("# EOF\n")
