@@ -69,7 +69,9 @@ async def test_a_viewer_without_the_flag_never_sees_a_planted_arg(dashboard: Das
         return [j.state for j in jobs if j] == ["discarded", "completed"]
     await wait_until(finished)
     sample = {"job_id": str(failed.id), "action": "retry", "name": "default", "filename": "app.css"}
-    pages = [path for method, _t, path in routes(dashboard.server.app, sample) if method == "GET"]
+    # /events streams change topics (never job data) and does not end: its body is not read here
+    pages = [path for method, template, path in routes(dashboard.server.app, sample)
+             if method == "GET" and template != "/events"]
     pages += [f"/jobs/{done.id}", f"/api/jobs/{done.id}", f"/partials/jobs/{done.id}", "/jobs?state=discarded"]
     for caller in (members["viewer"].bearer, {"Authorization": f"Bearer {READONLY_TOKEN}"}):
         for path in pages:
