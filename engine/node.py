@@ -10,12 +10,16 @@ gracefully. The :class:`engine.engine.Engine` facade owns one when it processes 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import asyncpg
 import structlog
 
+from engine.core import backoff
 from engine.core.config import Config
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
@@ -32,6 +36,11 @@ from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 
 log = structlog.get_logger("jobengine")
+
+# A task restarted after an unexpected end waits jittered(failures, base, cap) seconds; one
+# that then runs for RESTART_CAP seconds without ending again starts its count afresh.
+RESTART_BASE = 0.1
+RESTART_CAP = 30.0
 
 
 class NodeSupervisor:
@@ -62,6 +71,8 @@ class NodeSupervisor:
         self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
+        self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
+        self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
 
     async def start(self) -> None:
         """Start the host task and return once every service and producer runs."""
@@ -108,14 +119,16 @@ class NodeSupervisor:
             self._build_services(await self.store.queue_controls())
             assert self.lifeline is not None and self.acker is not None and self.notifier is not None
             await self.lifeline.beat()
+            services: dict[str, Callable[[], Awaitable[None]]] = {
+                "acker": self.acker.run, "notifier": self.notifier.run, "stager": self._stager.run,  # type: ignore[union-attr]
+                "lifeline": self.lifeline.run, "pruner": Pruner(self.store, self.config.retention).run,
+                "controls": self._sync_controls_loop, "cron": self._cron_ticker.run,  # type: ignore[union-attr]
+                "sweeper": DependencySweeper(self.store).run,
+                **{f"producer {name}": self._producer_task(producer) for name, producer in self.producers.items()},
+            }
             async with anyio.create_task_group() as group:
-                for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
-                                self.lifeline.run, Pruner(self.store, self.config.retention).run,
-                                self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.store).run):
-                    group.start_soon(service)
-                for producer in self.producers.values():
-                    group.start_soon(producer.run)
+                for name, service in services.items():
+                    group.start_soon(self._supervise, name, service, name=f"jobengine {name}")
                 log.info("engine started", node=self.node, queues={n: p.limit for n, p in self.producers.items()})
                 ready.set_result(None)
                 await self._stop_requested.wait()
@@ -127,6 +140,59 @@ class NodeSupervisor:
                 ready.set_exception(exc)
                 return
             raise
+
+    async def _supervise(self, name: str, service: Callable[[], Awaitable[None]]) -> None:
+        """Run ``service`` for the engine's life. Should it end early (a bug, or a stray
+        CancelledError that is not the engine's own), say so at once with the traceback,
+        count it, report the engine unhealthy, and start it again after a backoff: a task
+        group that died silently would leave a node running, heartbeating and doing nothing."""
+        failures = 0
+        while not self._stop_requested.is_set():
+            started = time.monotonic()
+            try:
+                await service()
+                error: BaseException | None = None
+            except Exception as exc:
+                error = exc
+            except asyncio.CancelledError as exc:
+                if _cancelling():
+                    raise
+                error = exc
+            if self._stop_requested.is_set():
+                return
+            failures = 1 if time.monotonic() - started >= RESTART_CAP else failures + 1
+            delay = backoff.jittered(failures, base=RESTART_BASE, cap=RESTART_CAP)
+            self.task_restarts[name] += 1
+            self.tasks_down.add(name)
+            log.error("engine task ended unexpectedly; restarting it", task=name, node=self.node,
+                      restarts=self.task_restarts[name], retry_in=round(delay, 2),
+                      exc_info=error, error=None if error is None else repr(error))
+            try:
+                with anyio.move_on_after(delay):
+                    await self._stop_requested.wait()
+            finally:
+                self.tasks_down.discard(name)
+
+    def _producer_task(self, producer: Producer) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await producer.run()
+            finally:
+                if not self._stop_requested.is_set():
+                    await self._release_after_crash(producer)
+        return run
+
+    async def _release_after_crash(self, producer: Producer) -> None:
+        """The producer ended early, cancelling its attempts: return them to the queue now
+        (if the database does not answer, the lifeline's lost-claim rescue does it later)."""
+        released, producer.released = producer.released, []
+        if not released:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.query_timeout):
+            try:
+                await self.store.release(released, self.node)
+            except Exception as exc:
+                log_fault(log, "could not release the jobs of a failed producer", exc, job_ids=released[:20])
 
     async def _stop_processing(self, grace: float) -> None:
         assert self.store is not None and self.acker is not None
@@ -167,7 +233,8 @@ class NodeSupervisor:
 
     def _known_jobs(self) -> list[int]:
         """Jobs this node runs, has stopped but not yet released, or has yet to ack."""
-        ids = [job_id for producer in self.producers.values() for job_id in (*producer.running, *producer.released)]
+        ids = [job_id for producer in self.producers.values()
+               for job_id in (*producer.running_ids(), *producer.released)]
         return ids + (self.acker.pending_ids() if self.acker is not None else [])
 
     def _on_lease_lost(self, silent_for: float) -> None:
@@ -190,8 +257,10 @@ class NodeSupervisor:
         database = self.lifeline is not None and self.lifeline.healthy
         listener = self.notifier.state if self.notifier is not None else "connecting"
         age = self.lifeline.heartbeat_age if self.lifeline is not None else None
-        return {"healthy": running and database and listener in ("connected", "unavailable"),
-                "running": running, "database": database, "listener": listener,
+        down = sorted(self.tasks_down)
+        return {"healthy": running and database and not down and listener in ("connected", "unavailable"),
+                "running": running, "database": database, "listener": listener, "tasks_down": down,
+                "task_restarts": dict(self.task_restarts),
                 "heartbeat_age": None if age is None else round(age, 3),
                 "pending_acks": self.acker.pending if self.acker is not None else 0}
 
@@ -261,3 +330,10 @@ class NodeSupervisor:
         elif action == "scale" and isinstance(message.get("concurrency"), int):
             target.scale(message["concurrency"])
 
+
+
+def _cancelling() -> bool:
+    """True when this task is being cancelled (the engine stopping), not handed a stray
+    CancelledError by the code it awaits."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

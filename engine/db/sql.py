@@ -790,6 +790,26 @@ ORDER BY j.id LIMIT $1
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 
+# --- reliability: claims that skip what this process still runs -----------------
+
+# JOB_FETCH_AVAILABLE, but never a job this process still runs: a job rescued from under a
+# node that was frozen or cut off (its old attempt still running here) must not start a
+# second attempt beside the first in the same process. $1 queue, $2 limit, $3 node,
+# $4 bigint[] ids running here. `<> ALL` is a filter on the same index scan.
+JOB_FETCH_AVAILABLE_EXCEPT = """
+WITH picked AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state = 'available' AND queue = $1 AND id <> ALL ($4::bigint[])
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3
+FROM picked WHERE j.id = picked.id
+RETURNING """ + _job_columns("j")
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -858,6 +878,7 @@ class Statements:
     DEPENDENCY_RESOLVE_JOBS: str
     DEPENDENCY_LIST_SETTLED: str
     NOTIFY: str
+    JOB_FETCH_AVAILABLE_EXCEPT: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

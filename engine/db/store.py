@@ -10,7 +10,7 @@ Cron rows, dashboard reads and dependency bookkeeping live in their own modules
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -161,10 +161,15 @@ class JobStore(DependencyRows, CronRows, DashboardReads):
 
     # --- claim and finish ---------------------------------------------------------
 
-    async def fetch(self, queue: str, limit: int, node: str) -> list[Job]:
-        """Claim up to ``limit`` available jobs of ``queue`` for ``node``."""
+    async def fetch(self, queue: str, limit: int, node: str, *, running: Collection[int] = ()) -> list[Job]:
+        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, never one of the
+        ``running`` ids (jobs this process still runs an attempt of)."""
         async with self.pool.acquire() as conn:
-            records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE, queue, limit, node)
+            if running:
+                records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE_EXCEPT, queue, limit, node,
+                                           list(running))
+            else:
+                records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE, queue, limit, node)
         return [Job.from_claim(r) for r in records]
 
     async def finish(self, acks: Sequence[Ack]) -> set[int]:

@@ -4,6 +4,7 @@ map the outcome to an ack."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -103,6 +104,13 @@ class Executor:
             return self._check_value(value)
         except Exception as exc:
             return Failed(exc, traceback.format_exc())
+        except (asyncio.CancelledError, SystemExit, KeyboardInterrupt) as exc:
+            # Only a cancellation of this task (a cancel, the timeout, a shutdown) passes: a
+            # handler's own CancelledError (`t.cancel(); await t`), sys.exit() or
+            # KeyboardInterrupt is its failed attempt, never the end of its queue.
+            if isinstance(exc, asyncio.CancelledError) and _task_is_cancelled():
+                raise
+            return Failed(exc, traceback.format_exc())
 
     def _context(self, job: Job) -> HandlerContext:
         scope = build_scope(job, self.secrets)
@@ -158,6 +166,8 @@ class Executor:
 
     def _failure(self, job: Job, exc: BaseException, trace: str) -> Ack:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not isinstance(exc, Exception):
+            message += " raised by the handler (the job was not cancelled)"
         if isinstance(exc, TimeoutError) and not str(exc):
             message = f"TimeoutError: job exceeded its timeout of {job.timeout}s"
         error = self._entry(job, "error", message, trace)
@@ -221,6 +231,13 @@ def _validate(spec: HandlerSpec, args: Any) -> Any:
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise PermanentError(f"invalid args for {spec.kind!r}: {problems}") from None
+
+
+def _task_is_cancelled() -> bool:
+    """True when the running task itself is being cancelled (anyio's cancel scopes and
+    asyncio's ``Task.cancel`` both count), not merely handed a stray CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _queue_time(job: Job) -> float | None:

@@ -27,6 +27,15 @@ class RunningJob:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     stop_reason: str | None = None
 
+    @property
+    def key(self) -> RunKey:
+        return self.job.id, self.job.attempt
+
+
+# Running work is keyed by attempt, not by job: a job rescued from under this process (a
+# freeze, a partition) may be claimed again while its earlier attempt still runs here.
+RunKey = tuple[int, int]
+
 
 class Producer:
     """Fetches and runs the jobs of one queue.
@@ -45,7 +54,7 @@ class Producer:
         self.acker = acker
         self.node = node
         self.poll_interval = poll_interval
-        self.running: dict[int, RunningJob] = {}
+        self.running: dict[RunKey, RunningJob] = {}
         self.released: list[int] = []
         self._more = True
         self._signalled = False
@@ -81,14 +90,17 @@ class Producer:
         self.limit = max(1, concurrency)
         self.notify()
 
+    def running_ids(self) -> set[int]:
+        """The jobs this producer runs an attempt of."""
+        return {job_id for job_id, _attempt in self.running}
+
     def cancel_job(self, job_id: int) -> bool:
-        """Cancel a running job's task (its row was already cancelled by the caller)."""
-        running = self.running.get(job_id)
-        if running is None:
-            return False
-        running.stop_reason = "cancelled"
-        running.scope.cancel()
-        return True
+        """Cancel a running job's tasks (its row was already cancelled by the caller)."""
+        attempts = [running for (running_id, _), running in self.running.items() if running_id == job_id]
+        for running in attempts:
+            running.stop_reason = "cancelled"
+            running.scope.cancel()
+        return bool(attempts)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming now; let running jobs finish for ``grace`` seconds, then cancel them."""
@@ -118,6 +130,9 @@ class Producer:
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Claim and run jobs until stopped. The node supervisor runs this again should it
+        ever end early (a bug): the attempts it was running are then released."""
+        self._stopped = anyio.Event()
         try:
             async with anyio.create_task_group() as jobs:
                 await self._loop(jobs)
@@ -155,7 +170,7 @@ class Producer:
                     continue
                 self._more = len(claimed) == free or self._signalled
                 batch = [RunningJob(job) for job in claimed]
-                self.running.update((r.job.id, r) for r in batch)
+                self.running.update((r.key, r) for r in batch)
                 if batch:
                     jobs.start_soon(self._run_batch, batch, name=f"jobengine {self.name} batch")
                 if self._more and self.limit - len(self.running) > 0:
@@ -166,15 +181,21 @@ class Producer:
         try:
             await self.store.release([job.id for job in claimed], self.node)
         except Exception as exc:  # the lifeline's lost-claim rescue returns them later
-            log.warning("could not hand back jobs claimed as the queue paused", queue=self.name,
+            log.warning("could not hand back claimed jobs", queue=self.name,
                         error=str(exc) or type(exc).__name__)
 
     async def _claim(self, free: int) -> list[Job]:
+        running = self.running_ids()
         if self.limits is None:
-            return await self.store.fetch(self.name, free, self.node)
+            return await self.store.fetch(self.name, free, self.node, running=running)
         # Flow control: a claim held back by a limit says when asking again can pay off.
         claimed, retry_in = await claim(self.store, self.name, free, self.node, self.limits)
         self._held_until = 0.0 if retry_in is None else time.monotonic() + retry_in
+        again = [job for job in claimed if job.id in running]
+        if again:  # still running here: never a second attempt beside it; look again after a poll
+            await self._hand_back(again)
+            self._held_until = max(self._held_until, time.monotonic() + self.poll_interval)
+            claimed = [job for job in claimed if job.id not in running]
         return claimed
 
     async def _take_freed_slot(self) -> None:
@@ -209,16 +230,22 @@ class Producer:
             await asyncio.gather(*[self._run_job(running) for running in batch])
 
     async def _run_job(self, running: RunningJob) -> None:
+        acked = False
         try:
             with running.scope:
                 ack = await self.executor.execute(running.job)
                 self.acker.put(ack)
+                acked = True
             if running.scope.cancelled_caught and running.stop_reason == "shutdown":
                 self.released.append(running.job.id)
             elif running.scope.cancelled_caught and running.stop_reason == "lease lost":
                 self.acker.put(Ack.lease_lost(running.job, self._lease_silence))
+        except BaseException:
+            if not acked:  # the producer itself ends (a bug, restarted): give the job back
+                self.released.append(running.job.id)
+            raise
         finally:
-            del self.running[running.job.id]
+            self.running.pop(running.key, None)
             if self.limits is not None and self.limits.global_limit is not None and not self._stopping:
                 self._slot_freed = True  # flow control: claim again once this job's ack has landed
                 self._signalled = True
