@@ -224,7 +224,9 @@ class NodeSupervisor:
             self._stager.wake()
 
     def _on_recovered(self) -> None:
-        """Heartbeats land again after a database fault: retry everything now."""
+        """Heartbeats land again after a database fault or a stall: retry everything now."""
+        for producer in self.producers.values():
+            producer.regain_lease()
         self._wake_all()
         if self.acker is not None:
             self.acker.nudge()

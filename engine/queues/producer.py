@@ -66,6 +66,7 @@ class Producer:
         self._drain_scope: anyio.CancelScope | None = None
         self._hurried = False
         self._lease_silence = 0.0
+        self._lease_lost = False  # no claims from lose_lease until regain_lease: they could be rescued
         self.limits = limits  # flow control: shared rate / global limits (None: the plain claim)
         self._held_until = 0.0  # monotonic time before which a limit holds claims back
         self._slot_freed = False  # a job of a globally limited queue finished here
@@ -115,10 +116,22 @@ class Producer:
         """This node could not heartbeat for ``silent_for`` seconds and other nodes may soon
         rescue its jobs: stop them all (each goes back, unspent, once the database answers)."""
         self._lease_silence = silent_for
+        self._lease_lost = True
         for running in self.running.values():
             running.stop_reason = "lease lost"
             running.scope.cancel()
         return len(self.running)
+
+    @property
+    def lease_lost(self) -> bool:
+        """True from :meth:`lose_lease` until :meth:`regain_lease`: nothing is claimed."""
+        return self._lease_lost
+
+    def regain_lease(self) -> None:
+        """Heartbeats land again: claim again."""
+        if self._lease_lost:
+            self._lease_lost = False
+            self.notify()
 
     def hurry(self) -> None:
         """End the grace period now: running jobs are cancelled and released."""
@@ -146,7 +159,8 @@ class Producer:
             if self._slot_freed:
                 await self._take_freed_slot()
             free = self.limit - len(self.running)
-            if free > 0 and not self.paused and self._more and time.monotonic() >= self._held_until:
+            if (free > 0 and not self.paused and not self._lease_lost and self._more
+                    and time.monotonic() >= self._held_until):
                 # A notify from here on arrives while the claim is in flight and may concern a
                 # job the claim's snapshot missed: it must lead to one more look.
                 self._signalled = False
