@@ -11,11 +11,13 @@ from typing import Any
 
 import asyncpg
 
-# SQLSTATE classes worth retrying: connection exceptions, transaction rollbacks
-# (serialization, deadlock), insufficient resources (too many connections), operator
-# intervention (shutdown, restart, query cancelled); plus lock_not_available and a
-# read-only transaction (a failover promoting another server).
-TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+# SQLSTATE classes worth retrying: connection exceptions, invalid authorization (raised only
+# while a new connection logs in: a rotated password, an expired IAM token, a role briefly
+# NOLOGIN; never an answer about the statement), transaction rollbacks (serialization,
+# deadlock), insufficient resources (too many connections), operator intervention (shutdown,
+# restart, query cancelled); plus lock_not_available and a read-only transaction (a failover
+# promoting another server).
+TRANSIENT_SQLSTATE_CLASSES = ("08", "28", "40", "53", "57")
 TRANSIENT_SQLSTATES = ("55P03", "25006")
 
 # What a lost or refused connection raises before any SQLSTATE exists.

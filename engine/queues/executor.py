@@ -17,7 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from engine.core import backoff
-from engine.core.acks import Ack, ErrorEntry, ErrorKind
+from engine.core.acks import Ack, ErrorEntry, ErrorKind, storable
 from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
 from engine.core.events import Events, JobEvent
@@ -195,12 +195,28 @@ class Executor:
         if result is None or type(result) in (int, float, bool):
             return result
         text = json.dumps(result, ensure_ascii=False)
+        if _unstorable(text):  # a NUL or a lone surrogate (a binary body): kept escaped
+            result = storable(result)
+            text = json.dumps(result, ensure_ascii=False)
         if len(text) <= MAX_RESULT_BYTES:
             return result
         return {"truncated": True, "bytes": len(text), "preview": text[:2_000]}
 
 
 _SCALARS = frozenset({str, int, bool})  # exact types: always JSON, no NaN to refuse
+
+
+def _unstorable(text: str) -> bool:
+    """True when JSON ``text`` holds what jsonb refuses: ``\\u0000`` or a lone surrogate."""
+    if "\\u0000" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _has_placeholder(value: Any) -> bool:
