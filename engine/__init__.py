@@ -13,7 +13,7 @@ Example::
 """
 
 from engine.core.config import Config, ConfigError, load_config
-from engine.core.errors import EnqueueError
+from engine.core.errors import EnqueueError, JobStillStopping
 from engine.core.job import Job, JobSpec, JobState, UniqueSpec
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import Registry, handler
@@ -29,6 +29,7 @@ __all__ = [
     "Job",
     "JobSpec",
     "JobState",
+    "JobStillStopping",
     "PermanentError",
     "Registry",
     "RetryAfter",

@@ -22,6 +22,7 @@ from engine.core import backoff
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
+from engine.core.errors import JobStillStopping
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
@@ -283,12 +284,19 @@ class Engine:
         return True
 
     async def retry(self, job_id: int) -> bool:
-        """Run a job again now (any state but executing). Returns False when not possible."""
-        return await self._store.retry(job_id)
+        """Run a job again now (any state but executing). Returns False when not possible;
+        raises :class:`JobStillStopping` while a cancelled job's handler may still run."""
+        return await self._store.retry(job_id) or await self._refuse_if_stopping(job_id)
 
     async def delete(self, job_id: int) -> bool:
-        """Delete a job that is not executing."""
-        return await self._store.delete(job_id)
+        """Delete a job that is not executing; raises :class:`JobStillStopping` like :meth:`retry`."""
+        return await self._store.delete(job_id) or await self._refuse_if_stopping(job_id)
+
+    async def _refuse_if_stopping(self, job_id: int) -> bool:
+        node = await self._store.stopping_on(job_id)
+        if node is not None:
+            raise JobStillStopping(job_id, node)
+        return False
 
     async def pause(self, queue: str) -> None:
         """Stop every node from starting jobs of ``queue`` (running ones finish); persists."""

@@ -299,6 +299,7 @@ class NodeSupervisor:
             if generation != self._control_generation:
                 self._controls_stale.set()  # a control arrived meanwhile: this read may predate it
                 continue
+            await self._stop_cancelled_jobs()
             for name, producer in self.producers.items():
                 control = controls.get(name)
                 if control is None:
@@ -308,6 +309,17 @@ class NodeSupervisor:
                 wanted = control["concurrency"] or self.config.queues[name].concurrency
                 if wanted != producer.limit:
                     producer.scale(wanted)
+
+    async def _stop_cancelled_jobs(self) -> None:
+        """Stop the jobs cancelled while this node was not listening (a missed message)."""
+        try:
+            stopping = await self.store.stopping_of_node(self.node)
+        except Exception as exc:  # the next heartbeat's read retries
+            log_fault(log, "reading cancelled jobs failed", exc)
+            return
+        for job_id in stopping:
+            for producer in self.producers.values():
+                producer.cancel_job(job_id)
 
     def apply_control(self, message: dict[str, Any]) -> None:
         """Apply a control message (from this node or, through LISTEN, another) to the

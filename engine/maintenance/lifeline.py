@@ -123,6 +123,11 @@ class Lifeline:
             self.config.rescue_after, self.config.max_rescues, node=self.node, known=known,
             claim_grace=0.0 if starting else self.claim_grace,
             on_discarded=self._followups if self.on_discarded is not None else None)
+        stopped = await self.store.confirm_stopped_of_silent(
+            self.config.rescue_after, restarting=self.node if starting else None, node=self.node, known=known,
+            claim_grace=self.claim_grace)
+        if stopped:
+            log.info("cancelled jobs whose node is gone are stopped", job_ids=stopped[:20], count=len(stopped))
         if jobs:
             discarded = [job.id for job in jobs if job.state == JobState.DISCARDED]
             log.warning("rescued orphaned jobs", count=len(jobs), discarded=discarded[:20],

@@ -124,10 +124,12 @@ class Acker:
                     await self._write([ack])
                 return
             applied = await self._refused(batch[0], exc)
-        stale = [ack.job_id for ack in batch if ack.job_id not in applied]
+        stale = [ack for ack in batch if ack.job_id not in applied]
         if stale:
-            log.info("stale acks ignored (job was rescued, cancelled or re-claimed)", job_ids=stale[:50],
-                     count=len(stale))
+            log.info("stale acks ignored (job was rescued, cancelled or re-claimed)",
+                     job_ids=[ack.job_id for ack in stale][:50], count=len(stale))
+            # Each ack says its attempt ended: a cancelled job waiting for that is stopped.
+            await self.store.confirm_stopped(stale)
 
     async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
         """Postgres refuses this ack for itself: discard the job, saying why, with the

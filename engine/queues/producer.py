@@ -11,7 +11,7 @@ import anyio
 import structlog
 
 from engine.core import backoff
-from engine.core.acks import Ack
+from engine.core.acks import Ack, ErrorEntry
 from engine.core.job import Job
 from engine.db.store import JobStore
 from engine.queues.acker import Acker
@@ -254,6 +254,11 @@ class Producer:
                 self.released.append(running.job.id)
             elif running.scope.cancelled_caught and running.stop_reason == "lease lost":
                 self.acker.put(Ack.lease_lost(running.job, self._lease_silence))
+            elif running.scope.cancelled_caught and running.stop_reason == "cancelled":
+                # The row is cancelled already, so this ack is stale: it tells the job's
+                # readers that the handler has stopped (retry and delete wait for that).
+                error = ErrorEntry.now(running.job.attempt, "cancelled", "handler stopped after a cancel")
+                self.acker.put(Ack.cancelled(running.job, error))
         except BaseException:
             if not acked:  # the producer itself ends (a bug, restarted): give the job back
                 self.released.append(running.job.id)

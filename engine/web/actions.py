@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 import structlog
 
+from engine.core.errors import JobStillStopping
 from engine.core.job import Job
 from engine.engine import Engine
 from engine.web.auth import Principal
@@ -147,16 +148,19 @@ async def job_action(engine: Engine, principal: Principal, action: str, job_id: 
     job = await engine.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    if action == "retry":
-        done = await engine.retry(job_id)
-    elif action == "cancel":
-        done = await engine.cancel(job_id, f"cancelled from the dashboard ({principal.via})")
-    elif action == "delete":
-        done = await engine.delete(job_id)
-    elif action == "run":
-        done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
-    else:
-        raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+    try:
+        if action == "retry":
+            done = await engine.retry(job_id)
+        elif action == "cancel":
+            done = await engine.cancel(job_id, f"cancelled from the dashboard ({principal.via})")
+        elif action == "delete":
+            done = await engine.delete(job_id)
+        elif action == "run":
+            done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
+        else:
+            raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+    except JobStillStopping as exc:  # its handler may still run: a second copy must not start
+        raise Conflict(str(exc)) from None
     if not done:
         raise Conflict(_refusal(action, job))
     log.info("job action", action=action, job_id=job_id, role=principal.role.value, via=principal.via)
