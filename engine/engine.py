@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -22,7 +23,7 @@ from engine.core import backoff
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
-from engine.core.errors import JobStillStopping
+from engine.core.errors import DatabaseUnavailable, JobStillStopping
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
@@ -30,7 +31,7 @@ from engine.core.secrets import Secrets
 from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db.embedded import EmbeddedPostgres
-from engine.db.faults import CONNECTION_ERRORS
+from engine.db.faults import CONNECTION_ERRORS, connect_failure_reason
 from engine.db.store import JobStore
 from engine.insert.followups import Followups, with_notification_queue
 from engine.insert.inserter import Inserter
@@ -128,6 +129,9 @@ class Engine:
             self.database_url = url
         self.store = JobStore(url, schema=self.config.schema_name, pool_size=self.config.pool_size,
                               query_timeout=self.config.query_timeout)
+        # A worker waits for its database for as long as it takes; an insert-only client or
+        # a CLI command gives up after a bound and says why, rather than hang for ever.
+        deadline = None if self.processing else time.monotonic() + 3 * self.config.query_timeout
         failures = 0
         while True:
             try:
@@ -139,8 +143,12 @@ class Engine:
                     raise
                 await self.store.close()
                 failures += 1
+                reason = connect_failure_reason(exc, self.config.query_timeout)
                 delay = backoff.jittered(failures, base=0.2, cap=10.0)
-                log.warning("database unreachable; retrying", error=str(exc), retry_in=round(delay, 2))
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(f"database not available after {failures} tries in "
+                                              f"{3 * self.config.query_timeout:g}s: {reason}") from exc
+                log.warning("database not available; retrying", reason=reason, retry_in=round(delay, 2))
                 await anyio.sleep(delay)
 
     async def stop(self, grace: float | None = None) -> None:

@@ -17,3 +17,8 @@ class JobStillStopping(RuntimeError):
                          "try again once that node has stopped it")
         self.job_id = job_id
         self.node = node
+
+
+class DatabaseUnavailable(RuntimeError):
+    """An insert-only client or a CLI command could not connect within its bound; the
+    message says why (refused, and by what, or unreachable)."""

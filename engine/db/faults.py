@@ -47,3 +47,20 @@ def log_fault(log: Any, message: str, exc: BaseException, **fields: Any) -> None
         log.warning(message, error=str(exc) or type(exc).__name__, **fields)
     else:
         log.error(message + " (unexpected error)", error=str(exc) or type(exc).__name__, exc_info=exc, **fields)
+
+
+def connect_failure_reason(exc: BaseException, timeout: float) -> str:
+    """Why a connection could not be opened, as an operator needs to read it: the server
+    answered and refused ("refused: too many connections", "password authentication
+    failed"), or never answered ("unreachable: ...")."""
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return f"refused: too many connections ({exc})"
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return f"password authentication failed ({exc})"
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"refused: {exc} (SQLSTATE {exc.sqlstate})"
+    if isinstance(exc, TimeoutError):
+        return f"unreachable: no answer within {timeout:g}s"
+    if isinstance(exc, OSError):
+        return f"unreachable: {exc.strerror or exc}"
+    return f"unreachable: {exc or type(exc).__name__}"
