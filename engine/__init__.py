@@ -13,7 +13,7 @@ Example::
 """
 
 from engine.core.config import Config, ConfigError, load_config
-from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping
+from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping, UniqueKeyHeld
 from engine.core.job import Job, JobSpec, JobState, UniqueSpec
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import Registry, handler
@@ -35,6 +35,7 @@ __all__ = [
     "Registry",
     "RetryAfter",
     "Snooze",
+    "UniqueKeyHeld",
     "UniqueSpec",
     "handler",
     "load_config",

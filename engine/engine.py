@@ -23,7 +23,7 @@ from engine.core import backoff
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
-from engine.core.errors import DatabaseUnavailable, JobStillStopping
+from engine.core.errors import DatabaseUnavailable, JobStillStopping, UniqueKeyHeld
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.registry import Registry, default_registry
@@ -293,8 +293,20 @@ class Engine:
 
     async def retry(self, job_id: int) -> bool:
         """Run a job again now (any state but executing). Returns False when not possible;
-        raises :class:`JobStillStopping` while a cancelled job's handler may still run."""
-        return await self._store.retry(job_id) or await self._refuse_if_stopping(job_id)
+        raises :class:`JobStillStopping` while a cancelled job's handler may still run, and
+        :class:`UniqueKeyHeld` when another job holds its unique key."""
+        await self._refuse_if_key_held(job_id)
+        try:
+            retried = await self._store.retry(job_id)
+        except asyncpg.UniqueViolationError:  # the key was taken since the check
+            await self._refuse_if_key_held(job_id)
+            raise
+        return retried or await self._refuse_if_stopping(job_id)
+
+    async def _refuse_if_key_held(self, job_id: int) -> None:
+        holder = (await self._store.unique_holders([job_id])).get(job_id)
+        if holder is not None:
+            raise UniqueKeyHeld(job_id, *holder)
 
     async def delete(self, job_id: int) -> bool:
         """Delete a job that is not executing; raises :class:`JobStillStopping` like :meth:`retry`."""

@@ -29,7 +29,7 @@ import structlog
 from engine.cli.cron import add_cron_arguments, list_cron_entries, run_cron_command
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.documents import classify_payload, loads_document_text
-from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping
+from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping, UniqueKeyHeld
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
 from engine.engine import Engine
@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = COMMANDS[args.command]
     try:
         code = anyio.run(command, config, args)
-    except (ConfigError, EnqueueError, ValueError, ImportError, JobStillStopping, DatabaseUnavailable) as exc:
+    except (ConfigError, EnqueueError, ValueError, ImportError, JobStillStopping, DatabaseUnavailable,
+            UniqueKeyHeld) as exc:
         sys.exit(f"jobengine: {exc}")
     except KeyboardInterrupt:
         code = 130

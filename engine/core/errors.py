@@ -19,6 +19,18 @@ class JobStillStopping(RuntimeError):
         self.node = node
 
 
+class UniqueKeyHeld(RuntimeError):
+    """Retrying this job would give its unique key to a second live job: another job holds
+    it. The message names the holder and its state."""
+
+    def __init__(self, job_id: int, holder_id: int, holder_state: str) -> None:
+        super().__init__(f"job {job_id} cannot be retried: its unique key is held by job {holder_id} "
+                         f"({holder_state})")
+        self.job_id = job_id
+        self.holder_id = holder_id
+        self.holder_state = holder_state
+
+
 class DatabaseUnavailable(RuntimeError):
     """An insert-only client or a CLI command could not connect within its bound; the
     message says why (refused, and by what, or unreachable)."""

@@ -850,6 +850,17 @@ JOB_STOPPING_ON = """
 SELECT attempted_by FROM {schema}.jobs WHERE id = $1 AND stopping_since IS NOT NULL
 """
 
+# For each job of $1 bigint[] with a unique key: another job holding that key (in one of
+# its own unique states: what jobs_unique_idx enforces), the oldest first. Uses
+# jobs_unique_key_idx.
+JOB_UNIQUE_HOLDERS = """
+SELECT DISTINCT ON (t.id) t.id, h.id AS holder_id, h.state AS holder_state
+FROM {schema}.jobs AS t
+JOIN {schema}.jobs AS h ON h.unique_key = t.unique_key AND h.id <> t.id AND h.state = ANY (h.unique_states)
+WHERE t.id = ANY ($1::bigint[]) AND t.unique_key IS NOT NULL
+ORDER BY t.id, h.id
+"""
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -924,6 +935,7 @@ class Statements:
     JOB_CONFIRM_STOPPED_OF_SILENT: str
     JOB_LIST_STOPPING_OF_NODE: str
     JOB_STOPPING_ON: str
+    JOB_UNIQUE_HOLDERS: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -27,13 +27,14 @@ from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
 from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
 from engine.db.stopping_rows import StoppingRows
+from engine.db.unique_holders import UniqueHolders
 
 Listener = Callable[[str, str], None]
 # How often a unique insert re-tries when the key's holder leaves under it.
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads, StoppingRows):
+class JobStore(DependencyRows, CronRows, DashboardReads, StoppingRows, UniqueHolders):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 

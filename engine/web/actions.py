@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 
 import structlog
 
-from engine.core.errors import JobStillStopping
+from engine.core.errors import JobStillStopping, UniqueKeyHeld
 from engine.core.job import Job
 from engine.engine import Engine
 from engine.web.auth import Principal
@@ -36,6 +36,7 @@ class BulkResult(TypedDict):
     selected: int
     changed: list[int]
     more: bool
+    refused: dict[str, str]  # job id -> why the action was refused for it (here: a held unique key)
 
 
 class ActionError(Exception):
@@ -159,7 +160,7 @@ async def job_action(engine: Engine, principal: Principal, action: str, job_id: 
             done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
         else:
             raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
-    except JobStillStopping as exc:  # its handler may still run: a second copy must not start
+    except (JobStillStopping, UniqueKeyHeld) as exc:  # a second copy, a second holder of a key
         raise Conflict(str(exc)) from None
     if not done:
         raise Conflict(_refusal(action, job))
@@ -197,7 +198,14 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
         selected = list(dict.fromkeys(ids or []))
         if not selected or len(selected) > MAX_BULK_IDS:
             raise BadRequest(f"ids: give 1 to {MAX_BULK_IDS} job ids")
-    changed = await job_store(engine).dashboard_bulk(action, selected,
+    refused: dict[str, str] = {}
+    if action == "retry":  # a job whose key another holds is refused alone, the rest retried
+        holders = await job_store(engine).unique_holders(selected)
+        refused = {str(i): str(UniqueKeyHeld(i, *holder)) for i, holder in holders.items()}
+        selected_for_action = [i for i in selected if i not in holders]
+    else:
+        selected_for_action = selected
+    changed = await job_store(engine).dashboard_bulk(action, selected_for_action,
                                                      f"cancelled from the dashboard ({principal.via})")
     if action == "cancel":
         # Executing jobs must also be stopped on their node: Engine.cancel publishes that.
@@ -205,7 +213,8 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
         changed += [job_id for job_id in rest if await engine.cancel(job_id, "cancelled from the dashboard")]
     log.info("bulk job action", action=action, selected=len(selected), changed=len(changed),
              role=principal.role.value, via=principal.via)
-    return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more}
+    return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more,
+            "refused": refused}
 
 
 async def queue_action(engine: Engine, principal: Principal, name: str, action: str,

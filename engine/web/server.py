@@ -102,7 +102,8 @@ async def serve(engine: Engine, *, bind: str | None = None, settings: DashboardC
     settings = settings or engine.config.dashboard
     host, port = listen_address(settings, bind)
     app = create_app(engine, settings)
-    app.middlewares.insert(0, body_deadline(body_timeout))
+    # Innermost: the app's own middlewares (authentication, JSON errors) run around it.
+    app.middlewares.append(body_deadline(body_timeout))
     # aiohttp's keep-alive timer also runs from a connection's start until its first request's
     # headers are complete: it is the header timeout (its default is an hour).
     # lingering_time: after an answer that left the body unread (a 401, the 408 above), wait
