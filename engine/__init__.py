@@ -14,7 +14,7 @@ Example::
 
 from engine.client import Client
 from engine.core.config import Config, ConfigError, load_config
-from engine.core.errors import EnqueueError
+from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping, UniqueKeyHeld
 from engine.core.job import Job, JobSpec, JobState, UniqueSpec
 from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Snooze
 from engine.core.registry import Registry, handler
@@ -25,16 +25,19 @@ __all__ = [
     "Client",
     "Config",
     "ConfigError",
+    "DatabaseUnavailable",
     "Discard",
     "Engine",
     "EnqueueError",
     "Job",
     "JobSpec",
     "JobState",
+    "JobStillStopping",
     "PermanentError",
     "Registry",
     "RetryAfter",
     "Snooze",
+    "UniqueKeyHeld",
     "UniqueSpec",
     "handler",
     "load_config",

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -22,6 +23,7 @@ from engine.core import backoff, tracing
 from engine.core.config import Config, load_config
 from engine.core.context import Resources
 from engine.core.documents import parse_document
+from engine.core.errors import DatabaseUnavailable, JobStillStopping, UniqueKeyHeld
 from engine.core.events import Events
 from engine.core.job import Job, JobSpec, JobState
 from engine.core.logs import LOG_REDACTION
@@ -33,7 +35,7 @@ from engine.cron.schedule import CronEntry
 from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db import foreign
 from engine.db.embedded import EmbeddedPostgres
-from engine.db.faults import CONNECTION_ERRORS
+from engine.db.faults import CONNECTION_ERRORS, connect_failure_reason
 from engine.db.store import JobStore
 from engine.insert.followups import Followups, with_notification_queue
 from engine.insert.inserter import Inserter
@@ -148,6 +150,9 @@ class Engine:
         self.store = JobStore(url, schema=self.config.schema_name, pool_size=self.config.pool_size,
                               query_timeout=self.config.query_timeout, listen_url=self.config.listen_url,
                               statement_cache_size=self.config.statement_cache_size)
+        # A worker waits for its database for as long as it takes; an insert-only client or
+        # a CLI command gives up after a bound and says why, rather than hang for ever.
+        deadline = None if self.processing else time.monotonic() + 3 * self.config.query_timeout
         failures = 0
         while True:
             try:
@@ -159,8 +164,12 @@ class Engine:
                     raise
                 await self.store.close()
                 failures += 1
+                reason = connect_failure_reason(exc, self.config.query_timeout)
                 delay = backoff.jittered(failures, base=0.2, cap=10.0)
-                log.warning("database unreachable; retrying", error=str(exc), retry_in=round(delay, 2))
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(f"database not available after {failures} tries in "
+                                              f"{3 * self.config.query_timeout:g}s: {reason}") from exc
+                log.warning("database not available; retrying", reason=reason, retry_in=round(delay, 2))
                 await anyio.sleep(delay)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -334,12 +343,31 @@ class Engine:
         return True
 
     async def retry(self, job_id: int) -> bool:
-        """Run a job again now (any state but executing). Returns False when not possible."""
-        return await self._store.retry(job_id)
+        """Run a job again now (any state but executing). Returns False when not possible;
+        raises :class:`JobStillStopping` while a cancelled job's handler may still run, and
+        :class:`UniqueKeyHeld` when another job holds its unique key."""
+        await self._refuse_if_key_held(job_id)
+        try:
+            retried = await self._store.retry(job_id)
+        except asyncpg.UniqueViolationError:  # the key was taken since the check
+            await self._refuse_if_key_held(job_id)
+            raise
+        return retried or await self._refuse_if_stopping(job_id)
+
+    async def _refuse_if_key_held(self, job_id: int) -> None:
+        holder = (await self._store.unique_holders([job_id])).get(job_id)
+        if holder is not None:
+            raise UniqueKeyHeld(job_id, *holder)
 
     async def delete(self, job_id: int) -> bool:
-        """Delete a job that is not executing."""
-        return await self._store.delete(job_id)
+        """Delete a job that is not executing; raises :class:`JobStillStopping` like :meth:`retry`."""
+        return await self._store.delete(job_id) or await self._refuse_if_stopping(job_id)
+
+    async def _refuse_if_stopping(self, job_id: int) -> bool:
+        node = await self._store.stopping_on(job_id)
+        if node is not None:
+            raise JobStillStopping(job_id, node)
+        return False
 
     async def pause(self, queue: str) -> None:
         """Stop every node from starting jobs of ``queue`` (running ones finish); persists."""

@@ -13,13 +13,16 @@ import asyncio
 import importlib.metadata
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import asyncpg
 import structlog
 
+from engine.core import backoff
 from engine.core.config import Config
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
@@ -38,6 +41,11 @@ from engine.queues.notifier import Notifier
 from engine.queues.producer import Producer
 
 log = structlog.get_logger("jobengine")
+
+# A task restarted after an unexpected end waits jittered(failures, base, cap) seconds; one
+# that then runs for RESTART_CAP seconds without ending again starts its count afresh.
+RESTART_BASE = 0.1
+RESTART_CAP = 30.0
 
 
 def node_identity() -> dict[str, Any]:
@@ -77,6 +85,8 @@ class NodeSupervisor:
         self._control_generation = 0  # bumped by every control message; see _sync_controls_loop
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
+        self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
+        self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
         self._watchers: list[Callable[[str, str], None]] = []
 
     def watch(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
@@ -112,7 +122,7 @@ class NodeSupervisor:
 
     def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
         assert self.store is not None
-        self.acker = Acker(self.store)
+        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded)
         for name, settings in self.config.queues.items():
             control = controls.get(name, {})
             self.producers[name] = Producer(
@@ -150,15 +160,17 @@ class NodeSupervisor:
             self._build_services(await self.store.queue_controls())
             assert self.lifeline is not None and self.acker is not None and self.notifier is not None
             await self.lifeline.beat()
+            services: dict[str, Callable[[], Awaitable[None]]] = {
+                "acker": self.acker.run, "notifier": self.notifier.run, "stager": self._stager.run,  # type: ignore[union-attr]
+                "lifeline": self.lifeline.run, "pruner": Pruner(self.store, self.config.retention).run,
+                "controls": self._sync_controls_loop, "cron": self._cron_ticker.run,  # type: ignore[union-attr]
+                "sweeper": DependencySweeper(self.store).run, "rollup": Rollup(self.store).run,
+                "attempt logs": self._attempt_log_writer().run,
+                **{f"producer {name}": self._producer_task(producer) for name, producer in self.producers.items()},
+            }
             async with anyio.create_task_group() as group:
-                for service in (self.acker.run, self.notifier.run, self._stager.run,  # type: ignore[union-attr]
-                                self.lifeline.run, Pruner(self.store, self.config.retention).run,
-                                self._sync_controls_loop, self._cron_ticker.run,  # type: ignore[union-attr]
-                                DependencySweeper(self.store).run, Rollup(self.store).run,
-                                self._attempt_log_writer().run):
-                    group.start_soon(service)
-                for producer in self.producers.values():
-                    group.start_soon(producer.run)
+                for name, service in services.items():
+                    group.start_soon(self._supervise, name, service, name=f"jobengine {name}")
                 log.info("engine started", node=self.node, queues={n: p.limit for n, p in self.producers.items()})
                 ready.set_result(None)
                 await self._stop_requested.wait()
@@ -170,6 +182,59 @@ class NodeSupervisor:
                 ready.set_exception(exc)
                 return
             raise
+
+    async def _supervise(self, name: str, service: Callable[[], Awaitable[None]]) -> None:
+        """Run ``service`` for the engine's life. Should it end early (a bug, or a stray
+        CancelledError that is not the engine's own), say so at once with the traceback,
+        count it, report the engine unhealthy, and start it again after a backoff: a task
+        group that died silently would leave a node running, heartbeating and doing nothing."""
+        failures = 0
+        while not self._stop_requested.is_set():
+            started = time.monotonic()
+            try:
+                await service()
+                error: BaseException | None = None
+            except Exception as exc:
+                error = exc
+            except asyncio.CancelledError as exc:
+                if _cancelling():
+                    raise
+                error = exc
+            if self._stop_requested.is_set():
+                return
+            failures = 1 if time.monotonic() - started >= RESTART_CAP else failures + 1
+            delay = backoff.jittered(failures, base=RESTART_BASE, cap=RESTART_CAP)
+            self.task_restarts[name] += 1
+            self.tasks_down.add(name)
+            log.error("engine task ended unexpectedly; restarting it", task=name, node=self.node,
+                      restarts=self.task_restarts[name], retry_in=round(delay, 2),
+                      exc_info=error, error=None if error is None else repr(error))
+            try:
+                with anyio.move_on_after(delay):
+                    await self._stop_requested.wait()
+            finally:
+                self.tasks_down.discard(name)
+
+    def _producer_task(self, producer: Producer) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await producer.run()
+            finally:
+                if not self._stop_requested.is_set():
+                    await self._release_after_crash(producer)
+        return run
+
+    async def _release_after_crash(self, producer: Producer) -> None:
+        """The producer ended early, cancelling its attempts: return them to the queue now
+        (if the database does not answer, the lifeline's lost-claim rescue does it later)."""
+        released, producer.released = producer.released, []
+        if not released:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.query_timeout):
+            try:
+                await self.store.release(released, self.node)
+            except Exception as exc:
+                log_fault(log, "could not release the jobs of a failed producer", exc, job_ids=released[:20])
 
     async def _stop_processing(self, grace: float) -> None:
         assert self.store is not None and self.acker is not None
@@ -202,7 +267,9 @@ class NodeSupervisor:
             self._stager.wake()
 
     def _on_recovered(self) -> None:
-        """Heartbeats land again after a database fault: retry everything now."""
+        """Heartbeats land again after a database fault or a stall: retry everything now."""
+        for producer in self.producers.values():
+            producer.regain_lease()
         self._wake_all()
         if self.acker is not None:
             self.acker.nudge()
@@ -211,7 +278,8 @@ class NodeSupervisor:
 
     def _known_jobs(self) -> list[int]:
         """Jobs this node runs, has stopped but not yet released, or has yet to ack."""
-        ids = [job_id for producer in self.producers.values() for job_id in (*producer.running, *producer.released)]
+        ids = [job_id for producer in self.producers.values()
+               for job_id in (*producer.running_ids(), *producer.released)]
         return ids + (self.acker.pending_ids() if self.acker is not None else [])
 
     def _on_lease_lost(self, silent_for: float) -> None:
@@ -234,8 +302,10 @@ class NodeSupervisor:
         database = self.lifeline is not None and self.lifeline.healthy
         listener = self.notifier.state if self.notifier is not None else "connecting"
         age = self.lifeline.heartbeat_age if self.lifeline is not None else None
-        return {"healthy": running and database and listener in ("connected", "unavailable"),
-                "running": running, "database": database, "listener": listener,
+        down = sorted(self.tasks_down)
+        return {"healthy": running and database and not down and listener in ("connected", "unavailable"),
+                "running": running, "database": database, "listener": listener, "tasks_down": down,
+                "task_restarts": dict(self.task_restarts),
                 "heartbeat_age": None if age is None else round(age, 3),
                 "pending_acks": self.acker.pending if self.acker is not None else 0}
 
@@ -272,6 +342,7 @@ class NodeSupervisor:
             if generation != self._control_generation:
                 self._controls_stale.set()  # a control arrived meanwhile: this read may predate it
                 continue
+            await self._stop_cancelled_jobs()
             for name, producer in self.producers.items():
                 control = controls.get(name)
                 if control is None:
@@ -281,6 +352,17 @@ class NodeSupervisor:
                 wanted = control["concurrency"] or self.config.queues[name].concurrency
                 if wanted != producer.limit:
                     producer.scale(wanted)
+
+    async def _stop_cancelled_jobs(self) -> None:
+        """Stop the jobs cancelled while this node was not listening (a missed message)."""
+        try:
+            stopping = await self.store.stopping_of_node(self.node)
+        except Exception as exc:  # the next heartbeat's read retries
+            log_fault(log, "reading cancelled jobs failed", exc)
+            return
+        for job_id in stopping:
+            for producer in self.producers.values():
+                producer.cancel_job(job_id)
 
     def apply_control(self, message: dict[str, Any]) -> None:
         """Apply a control message (from this node or, through LISTEN, another) to the
@@ -306,3 +388,10 @@ class NodeSupervisor:
         elif action == "scale" and isinstance(message.get("concurrency"), int):
             target.scale(message["concurrency"])
 
+
+
+def _cancelling() -> bool:
+    """True when this task is being cancelled (the engine stopping), not handed a stray
+    CancelledError by the code it awaits."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

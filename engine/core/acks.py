@@ -15,14 +15,39 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from engine.core.job import Job, JobState
 
 ErrorKind = Literal["error", "cancelled", "discarded", "rescued"]
+
+# What Postgres cannot store in text or jsonb: NUL, and UTF-16 surrogates (lone ones reach
+# Python strings from `surrogateescape` decoding, e.g. a binary HTTP body).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    r"""``text`` with each character Postgres refuses written as its ``\uXXXX`` escape, so a
+    binary body or a NUL in an error is kept, visibly, instead of making the ack refused.
+    For example ``"png\x00"`` becomes ``"png\\u0000"``."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def storable(value: Any) -> Any:
+    """A JSON value with every string (keys too) made :func:`storable_text`."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +63,8 @@ class ErrorEntry:
 
     @classmethod
     def now(cls, attempt: int, kind: ErrorKind, error: str, traceback: str | None = None) -> ErrorEntry:
-        return cls(attempt=attempt, at=datetime.now(UTC).isoformat(), kind=kind, error=error, traceback=traceback)
+        return cls(attempt=attempt, at=datetime.now(UTC).isoformat(), kind=kind, error=storable_text(error),
+                   traceback=None if traceback is None else storable_text(traceback))
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON stored in ``jobs.errors`` (no ``traceback`` key when there is none)."""
@@ -66,6 +92,8 @@ class Ack:
     refund: bool = False
     error: dict[str, Any] | None = None
     followups: tuple[Any, ...] = ()
+    # The attempt's job, for the follow-ups of a discard that replaces a refused ack.
+    job: Job | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def _fence(job: Job) -> tuple[int, int, datetime]:
@@ -79,28 +107,29 @@ class Ack:
     @classmethod
     def completed(cls, job: Job, result: Any, followups: Sequence[Any] = ()) -> Ack:
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.COMPLETED, result=result, followups=tuple(followups))
+        return cls(job_id, attempt, at, JobState.COMPLETED, result=result, followups=tuple(followups), job=job)
 
     @classmethod
     def retryable(cls, job: Job, error: ErrorEntry, delay: float) -> Ack:
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.RETRYABLE, delay=delay, error=error.as_dict())
+        return cls(job_id, attempt, at, JobState.RETRYABLE, delay=delay, error=error.as_dict(), job=job)
 
     @classmethod
     def snoozed(cls, job: Job, seconds: float) -> Ack:
         """Scheduled again in ``seconds`` without spending the attempt."""
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.SCHEDULED, delay=seconds, refund=True)
+        return cls(job_id, attempt, at, JobState.SCHEDULED, delay=seconds, refund=True, job=job)
 
     @classmethod
     def cancelled(cls, job: Job, error: ErrorEntry) -> Ack:
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.CANCELLED, error=error.as_dict())
+        return cls(job_id, attempt, at, JobState.CANCELLED, error=error.as_dict(), job=job)
 
     @classmethod
     def discarded(cls, job: Job, error: ErrorEntry, followups: Sequence[Any] = ()) -> Ack:
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.DISCARDED, error=error.as_dict(), followups=tuple(followups))
+        return cls(job_id, attempt, at, JobState.DISCARDED, error=error.as_dict(), followups=tuple(followups),
+                   job=job)
 
     @classmethod
     def lease_lost(cls, job: Job, silent_for: float) -> Ack:
@@ -110,9 +139,18 @@ class Ack:
                                f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s, so "
                                "another node may rescue the job; returned to be retried")
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.AVAILABLE, delay=0.0, refund=True, error=error.as_dict())
+        return cls(job_id, attempt, at, JobState.AVAILABLE, delay=0.0, refund=True, error=error.as_dict(), job=job)
 
-    def refused(self, reason: str) -> Ack:
-        """This ack replaced by a discard, when Postgres refuses to store the ack itself."""
-        error = ErrorEntry.now(self.attempt, "error", f"result could not be stored: {reason}"[:2_000])
-        return Ack(self.job_id, self.attempt, self.attempted_at, JobState.DISCARDED, error=error.as_dict())
+    def refused_error(self, reason: str) -> ErrorEntry:
+        """The error of the discard that replaces this ack when Postgres refuses to store it;
+        it keeps the attempt's own error, if it had one."""
+        message = f"result could not be stored: {reason}"
+        if self.error and self.error.get("error"):
+            message += f"; the attempt's error: {self.error['error']}"
+        return ErrorEntry.now(self.attempt, "error", message[:2_000], (self.error or {}).get("traceback"))
+
+    def refused(self, reason: str, followups: Sequence[Any] = ()) -> Ack:
+        """This ack replaced by a discard (with the discard's ``followups``), when Postgres
+        refuses to store the ack itself."""
+        return Ack(self.job_id, self.attempt, self.attempted_at, JobState.DISCARDED,
+                   error=self.refused_error(reason).as_dict(), followups=tuple(followups), job=self.job)

@@ -11,11 +11,13 @@ from typing import Any
 
 import asyncpg
 
-# SQLSTATE classes worth retrying: connection exceptions, transaction rollbacks
-# (serialization, deadlock), insufficient resources (too many connections), operator
-# intervention (shutdown, restart, query cancelled); plus lock_not_available and a
-# read-only transaction (a failover promoting another server).
-TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+# SQLSTATE classes worth retrying: connection exceptions, invalid authorization (raised only
+# while a new connection logs in: a rotated password, an expired IAM token, a role briefly
+# NOLOGIN; never an answer about the statement), transaction rollbacks (serialization,
+# deadlock), insufficient resources (too many connections), operator intervention (shutdown,
+# restart, query cancelled); plus lock_not_available and a read-only transaction (a failover
+# promoting another server).
+TRANSIENT_SQLSTATE_CLASSES = ("08", "28", "40", "53", "57")
 TRANSIENT_SQLSTATES = ("55P03", "25006")
 
 # What a lost or refused connection raises before any SQLSTATE exists.
@@ -45,3 +47,20 @@ def log_fault(log: Any, message: str, exc: BaseException, **fields: Any) -> None
         log.warning(message, error=str(exc) or type(exc).__name__, **fields)
     else:
         log.error(message + " (unexpected error)", error=str(exc) or type(exc).__name__, exc_info=exc, **fields)
+
+
+def connect_failure_reason(exc: BaseException, timeout: float) -> str:
+    """Why a connection could not be opened, as an operator needs to read it: the server
+    answered and refused ("refused: too many connections", "password authentication
+    failed"), or never answered ("unreachable: ...")."""
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return f"refused: too many connections ({exc})"
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return f"password authentication failed ({exc})"
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"refused: {exc} (SQLSTATE {exc.sqlstate})"
+    if isinstance(exc, TimeoutError):
+        return f"unreachable: no answer within {timeout:g}s"
+    if isinstance(exc, OSError):
+        return f"unreachable: {exc.strerror or exc}"
+    return f"unreachable: {exc or type(exc).__name__}"

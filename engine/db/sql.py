@@ -285,6 +285,8 @@ WITH target AS (
 )
 UPDATE {schema}.jobs AS j
 SET state = 'cancelled', cancelled_at = now(),
+    -- reliability: an executing job's handler runs on until its node stops it (see 007)
+    stopping_since = CASE WHEN target.previous = 'executing' THEN now() END,
     errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'at', now(),
                                                               'kind', 'cancelled', 'error', $2::text))
 FROM target WHERE j.id = target.id
@@ -298,14 +300,16 @@ WITH retried AS (
     UPDATE {schema}.jobs
     SET state = 'available', scheduled_at = now(), completed_at = NULL, cancelled_at = NULL,
         discarded_at = NULL, max_attempts = greatest(max_attempts, attempt + 1)
-    WHERE id = $1 AND state <> 'executing'
+    WHERE id = $1 AND state <> 'executing' AND stopping_since IS NULL
     RETURNING id, queue
 )
 SELECT id, pg_notify($2, queue) FROM retried
 """
 
 # Delete a job that is not executing. $1 id.
-JOB_DELETE = "DELETE FROM {schema}.jobs WHERE id = $1 AND state <> 'executing' RETURNING id"
+JOB_DELETE = """
+DELETE FROM {schema}.jobs WHERE id = $1 AND state <> 'executing' AND stopping_since IS NULL RETURNING id
+"""
 
 # Counts per queue and state (the queue_stats view).
 QUEUE_STATS = "SELECT queue, state, count FROM {schema}.queue_stats ORDER BY queue, state"
@@ -550,7 +554,7 @@ WITH retried AS (
     UPDATE {schema}.jobs
     SET state = 'available', scheduled_at = now(), completed_at = NULL, cancelled_at = NULL,
         discarded_at = NULL, max_attempts = greatest(max_attempts, attempt + 1)
-    WHERE id = ANY ($1::bigint[]) AND state <> 'executing'
+    WHERE id = ANY ($1::bigint[]) AND state <> 'executing' AND stopping_since IS NULL
     RETURNING id, queue
 )
 SELECT id, (SELECT count(pg_notify($2, q.queue)) FROM (SELECT DISTINCT queue FROM retried) q) AS n FROM retried
@@ -579,7 +583,8 @@ RETURNING j.id
 
 # Delete selected jobs that are not executing. $1 id[].
 DASHBOARD_JOB_DELETE_MANY = """
-DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) AND state <> 'executing' RETURNING id
+DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) AND state <> 'executing' AND stopping_since IS NULL
+RETURNING id
 """
 
 # Job pages: filters combine freely, so the statement is assembled here from fixed
@@ -1309,6 +1314,73 @@ MIGRATION_TRY_SESSION_LOCK = "SELECT pg_try_advisory_lock(hashtext($1))"
 MIGRATION_SESSION_UNLOCK = "SELECT pg_advisory_unlock(hashtext($1))"
 
 
+# --- reliability: claims that skip what this process still runs -----------------
+
+# JOB_FETCH_AVAILABLE, but never a job this process still runs: a job rescued from under a
+# node that was frozen or cut off (its old attempt still running here) must not start a
+# second attempt beside the first in the same process. $1 queue, $2 limit, $3 node,
+# $4 bigint[] ids running here. `<> ALL` is a filter on the same index scan.
+JOB_FETCH_AVAILABLE_EXCEPT = """
+WITH picked AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state = 'available' AND queue = $1 AND id <> ALL ($4::bigint[])
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3
+FROM picked WHERE j.id = picked.id
+RETURNING """ + _job_columns("j")
+
+# A cancelled job's attempt has stopped: its node's ack for it came back stale. Only the
+# very attempt the cancel caught. $1 id[], $2 attempt[], $3 attempted_at[].
+JOB_CONFIRM_STOPPED = """
+UPDATE {schema}.jobs AS j SET stopping_since = NULL
+FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS x(id, attempt, attempted_at)
+WHERE j.id = x.id AND j.attempt = x.attempt AND j.attempted_at = x.attempted_at
+  AND j.stopping_since IS NOT NULL
+RETURNING j.id
+"""
+
+# Cancelled jobs whose node is declared dead (silent for $1 seconds, or gone), or is $2
+# (a node starting under that name: its earlier process is gone), or that node $3 runs no
+# more (it does not know them, $4 bigint[], and any answer to their claim is older than
+# $5 seconds): nothing can run their handler any longer. $2, $3 may be NULL. Uses
+# jobs_stopping_idx.
+JOB_CONFIRM_STOPPED_OF_SILENT = """
+UPDATE {schema}.jobs AS j SET stopping_since = NULL
+WHERE j.stopping_since IS NOT NULL
+  AND (j.attempted_by = $2::text
+       OR (j.attempted_by = $3::text AND j.id <> ALL ($4::bigint[])
+           AND j.attempted_at < now() - make_interval(secs => $5))
+       OR NOT EXISTS (SELECT 1 FROM {schema}.nodes AS n
+                      WHERE n.name = j.attempted_by AND n.heartbeat_at > now() - make_interval(secs => $1)))
+RETURNING j.id
+"""
+
+# Cancelled jobs still stopping on node $1 (its missed cancel messages). Uses jobs_stopping_idx.
+JOB_LIST_STOPPING_OF_NODE = """
+SELECT id FROM {schema}.jobs WHERE stopping_since IS NOT NULL AND attempted_by = $1
+"""
+
+# The node still stopping cancelled job $1 (no row: not stopping).
+JOB_STOPPING_ON = """
+SELECT attempted_by FROM {schema}.jobs WHERE id = $1 AND stopping_since IS NOT NULL
+"""
+
+# For each job of $1 bigint[] with a unique key: another job holding that key (in one of
+# its own unique states: what jobs_unique_idx enforces), the oldest first. Uses
+# jobs_unique_key_idx.
+JOB_UNIQUE_HOLDERS = """
+SELECT DISTINCT ON (t.id) t.id, h.id AS holder_id, h.state AS holder_state
+FROM {schema}.jobs AS t
+JOIN {schema}.jobs AS h ON h.unique_key = t.unique_key AND h.id <> t.id AND h.state = ANY (h.unique_states)
+WHERE t.id = ANY ($1::bigint[]) AND t.unique_key IS NOT NULL
+ORDER BY t.id, h.id
+"""
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -1427,6 +1499,12 @@ class Statements:
     ATTEMPT_LOG_LIST: str
     ATTEMPT_LOG_PROGRESS: str
     ATTEMPT_LOG_PRUNE: str
+    JOB_FETCH_AVAILABLE_EXCEPT: str
+    JOB_CONFIRM_STOPPED: str
+    JOB_CONFIRM_STOPPED_OF_SILENT: str
+    JOB_LIST_STOPPING_OF_NODE: str
+    JOB_STOPPING_ON: str
+    JOB_UNIQUE_HOLDERS: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -10,7 +10,7 @@ Cron rows, dashboard reads and dependency bookkeeping live in their own modules
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,8 @@ from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
 from engine.db.rollup_rows import RollupRows
 from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
+from engine.db.stopping_rows import StoppingRows
+from engine.db.unique_holders import UniqueHolders
 
 Listener = Callable[[str, str], None]
 
@@ -47,7 +49,8 @@ class StoreHooks:
 UNIQUE_RETRIES = 5
 
 
-class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows, RollupRows, AttemptLogRows):
+class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows, RollupRows,
+               AttemptLogRows, StoppingRows, UniqueHolders):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 
@@ -184,10 +187,15 @@ class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, Definition
 
     # --- claim and finish ---------------------------------------------------------
 
-    async def fetch(self, queue: str, limit: int, node: str) -> list[Job]:
-        """Claim up to ``limit`` available jobs of ``queue`` for ``node``."""
+    async def fetch(self, queue: str, limit: int, node: str, *, running: Collection[int] = ()) -> list[Job]:
+        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, never one of the
+        ``running`` ids (jobs this process still runs an attempt of)."""
         async with self.pool.acquire() as conn:
-            records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE, queue, limit, node)
+            if running:
+                records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE_EXCEPT, queue, limit, node,
+                                           list(running))
+            else:
+                records = await conn.fetch(self.statements.JOB_FETCH_AVAILABLE, queue, limit, node)
         return [Job.from_claim(r) for r in records]
 
     async def finish(self, acks: Sequence[Ack]) -> set[int]:

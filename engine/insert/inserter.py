@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,13 +33,18 @@ _OPTIONAL_META = JOB_OPTIONS.optional_meta
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 
+# A NUL's escape in JSON text: \u0000 after an even number of backslashes (an odd number
+# escapes the backslash itself: the text "\u0000" that escaped NULs are stored as).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def encode_json(value: Any, where: str) -> str:
     """Compact JSON for ``value``, refusing what Postgres jsonb cannot hold."""
     try:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"{where} is not JSON: {exc}") from None
-    if "\\u0000" in text:
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise EnqueueError(f"{where} contains a NUL byte (\\u0000), which Postgres cannot store")
     return text
 

@@ -7,7 +7,10 @@ is alive but cannot reach the database (a partition, a long outage) cannot tell 
 so it stops its running jobs itself, ``heartbeat_interval`` before its lease can expire:
 a job never runs on two nodes at once. The stopped jobs go back without spending an
 attempt, through the same fenced ack as any outcome, once the database answers again
-(or are rescued by another node first; the late ack then changes nothing).
+(or are rescued by another node first; the late ack then changes nothing). The fence is
+armed again as soon as a heartbeat sent within ``fence_after`` lands, whether heartbeats
+failed meanwhile or merely landed late (a frozen process, a pause, a blocked loop), so
+every later stall is fenced too.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ class Lifeline:
         self._registered = False
         self._retired = False
         self._beat_lock = anyio.Lock()
-        self._fenced = False
+        self._fenced = False  # jobs stopped; cleared only once a fresh heartbeat lands
+        self._rearmed = anyio.Event()  # wakes the lease watch when the fence is armed again
 
     # --- state -----------------------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class Lifeline:
             meta = {**self.meta, **self.describe()} if self.describe is not None else self.meta
             await self.store.heartbeat(self.node, self.queues, meta)
         self._last_ok = sent
+        if self._fenced and time.monotonic() - sent < self.fence_after:
+            self._rearm()
         if not self._registered:
             self._registered = True
             await self.rescue(starting=True)
@@ -121,6 +127,11 @@ class Lifeline:
             self.config.rescue_after, self.config.max_rescues, node=self.node, known=known,
             claim_grace=0.0 if starting else self.claim_grace,
             on_discarded=self._followups if self.on_discarded is not None else None)
+        stopped = await self.store.confirm_stopped_of_silent(
+            self.config.rescue_after, restarting=self.node if starting else None, node=self.node, known=known,
+            claim_grace=self.claim_grace)
+        if stopped:
+            log.info("cancelled jobs whose node is gone are stopped", job_ids=stopped[:20], count=len(stopped))
         if jobs:
             discarded = [job.id for job in jobs if job.state == JobState.DISCARDED]
             log.warning("rescued orphaned jobs", count=len(jobs), discarded=discarded[:20],
@@ -155,7 +166,6 @@ class Lifeline:
         if self.failures:
             log.info("heartbeats landing again; resuming", failed_beats=self.failures)
             self.failures = 0
-            self._fenced = False
             if self.on_recovered is not None:
                 self.on_recovered()
         try:
@@ -163,10 +173,20 @@ class Lifeline:
         except Exception as exc:  # the next beat retries
             log_fault(log, "rescue failed", exc)
 
+    def _rearm(self) -> None:
+        """A heartbeat sent within ``fence_after`` landed: the lease holds again, so the
+        next stall must stop this node's jobs again; the producers may claim again."""
+        self._fenced = False
+        self._rearmed.set()
+        log.info("heartbeats landing again; lease fence armed")
+        if self.on_recovered is not None:
+            self.on_recovered()
+
     async def _watch_lease(self) -> None:
         """Apart from the beat loop, which a hanging query may hold up: stop this node's
         jobs once no heartbeat has landed for ``fence_after`` seconds."""
         while True:
+            self._rearmed = anyio.Event()
             age = self.heartbeat_age
             if age is not None and age >= self.fence_after and not self._fenced:
                 self._fenced = True
@@ -174,5 +194,7 @@ class Lifeline:
                           "rescue them", silent_for=round(age, 1), rescue_after=self.config.rescue_after)
                 if self.on_lease_lost is not None:
                     self.on_lease_lost(age)
-            wait = self.fence_after - (age or 0.0)
-            await anyio.sleep(wait if wait > 0 and not self._fenced else self.config.heartbeat_interval)
+            if self._fenced:
+                await self._rearmed.wait()
+            else:
+                await anyio.sleep(self.fence_after - (age or 0.0))

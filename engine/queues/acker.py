@@ -5,10 +5,15 @@ engine acks at once. A flush that fails on a database fault (the network, a rest
 a timeout) is retried with capped, jittered backoff, cut short when the database is
 known to answer again: acks that could not be written during an outage land when it
 ends. An ack that Postgres refuses for itself (bad data) is isolated from its batch
-and the job discarded with the reason, so one bad ack never blocks the others.
+and the job discarded with the reason (and the discard's follow-ups: onFailure, the
+failure notification), so one bad ack never blocks the others. A fault while opening a
+connection (login refused, too many connections) is never a refusal: the ack waits.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import asyncpg
@@ -16,7 +21,9 @@ import structlog
 
 from engine.core import backoff
 from engine.core.acks import Ack
+from engine.core.job import Job
 from engine.db.faults import is_transient
+from engine.db.rows import InsertRow
 from engine.db.store import JobStore
 
 MAX_BATCH = 1_000
@@ -36,8 +43,10 @@ class Acker:
         await acker.flush()     # write everything buffered (at shutdown)
     """
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, *,
+                 on_discarded: Callable[[Job, dict[str, Any]], Sequence[InsertRow]] | None = None) -> None:
         self.store = store
+        self.on_discarded = on_discarded  # the follow-ups of a discard that replaces a refused ack
         self._pending: list[Ack] = []
         self._event = anyio.Event()
         self._idle = anyio.Event()
@@ -115,27 +124,43 @@ class Acker:
                     await self._write([ack])
                 return
             applied = await self._refused(batch[0], exc)
-        stale = [ack.job_id for ack in batch if ack.job_id not in applied]
+        stale = [ack for ack in batch if ack.job_id not in applied]
         if stale:
-            log.info("stale acks ignored (job was rescued, cancelled or re-claimed)", job_ids=stale[:50],
-                     count=len(stale))
+            log.info("stale acks ignored (job was rescued, cancelled or re-claimed)",
+                     job_ids=[ack.job_id for ack in stale][:50], count=len(stale))
+            # Each ack says its attempt ended: a cancelled job waiting for that is stopped.
+            await self.store.confirm_stopped(stale)
 
     async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
-        """Postgres refuses this ack for itself: discard the job, saying why."""
+        """Postgres refuses this ack for itself: discard the job, saying why, with the
+        discard's follow-ups (without them should they be what Postgres refuses)."""
         log.error("ack refused by Postgres; discarding job", job_id=ack.job_id, error=str(exc))
+        followups = self._discard_followups(ack, str(exc))
+        for discard in ([ack.refused(str(exc), followups)] if followups else []) + [ack.refused(str(exc))]:
+            try:
+                return await self.store.finish([discard])
+            except Exception as again:
+                if not refused(again):
+                    raise
+                log.error("could not record the refused ack", job_id=ack.job_id, error=str(again),
+                          with_followups=bool(discard.followups))
+        log.error("the job will be rescued as unknown", job_id=ack.job_id)
+        return set()
+
+    def _discard_followups(self, ack: Ack, reason: str) -> Sequence[InsertRow]:
+        if self.on_discarded is None or ack.job is None:
+            return ()
         try:
-            return await self.store.finish([ack.refused(str(exc))])
-        except Exception as again:
-            if not refused(again):
-                raise
-            log.error("could not record the refused ack; the job will be rescued as unknown",
-                      job_id=ack.job_id, error=str(again))
-            return set()
+            return self.on_discarded(ack.job, ack.refused_error(reason).as_dict())
+        except Exception:
+            log.exception("follow-ups of a refused ack failed; discarding without them", job_id=ack.job_id)
+            return ()
 
 
 def refused(exc: BaseException) -> bool:
     """Postgres (or asyncpg's encoder) rejects the ack itself, so retrying cannot help.
-    Anything else, known fault or not, is retried: dropping an outcome is worse than waiting."""
+    Anything else, known fault or not, is retried: dropping an outcome is worse than waiting.
+    Connection-level errors (SQLSTATE classes 08 and 28) are faults (see is_transient)."""
     if isinstance(exc, asyncpg.PostgresError):
         return not is_transient(exc)
     return isinstance(exc, ValueError)  # asyncpg's client-side DataError

@@ -4,6 +4,7 @@ map the outcome to an ack."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -16,7 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from engine.core import backoff, tracing
-from engine.core.acks import Ack, ErrorEntry, ErrorKind
+from engine.core.acks import Ack, ErrorEntry, ErrorKind, storable
 from engine.core.attempt_log import AttemptLogger, AttemptLogs
 from engine.core.conditions import parse_condition
 from engine.core.context import HandlerContext, Resources
@@ -121,6 +122,13 @@ class Executor:
             return self._check_value(value)
         except Exception as exc:
             return Failed(exc, traceback.format_exc())
+        except (asyncio.CancelledError, SystemExit, KeyboardInterrupt) as exc:
+            # Only a cancellation of this task (a cancel, the timeout, a shutdown) passes: a
+            # handler's own CancelledError (`t.cancel(); await t`), sys.exit() or
+            # KeyboardInterrupt is its failed attempt, never the end of its queue.
+            if isinstance(exc, asyncio.CancelledError) and _task_is_cancelled():
+                raise
+            return Failed(exc, traceback.format_exc())
 
     def _context(self, job: Job) -> HandlerContext:
         scope = build_scope(job, self.secrets)
@@ -188,6 +196,8 @@ class Executor:
 
     def _failure(self, job: Job, exc: BaseException, trace: str) -> Ack:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not isinstance(exc, Exception):
+            message += " raised by the handler (the job was not cancelled)"
         if isinstance(exc, TimeoutError) and not str(exc):
             message = f"TimeoutError: job exceeded its timeout of {job.timeout}s"
         error = self._entry(job, "error", message, trace)
@@ -215,12 +225,28 @@ class Executor:
         if result is None or type(result) in (int, float, bool):
             return result
         text = json.dumps(result, ensure_ascii=False)
+        if _unstorable(text):  # a NUL or a lone surrogate (a binary body): kept escaped
+            result = storable(result)
+            text = json.dumps(result, ensure_ascii=False)
         if len(text) <= MAX_RESULT_BYTES:
             return result
         return {"truncated": True, "bytes": len(text), "preview": text[:2_000]}
 
 
 _SCALARS = frozenset({str, int, bool})  # exact types: always JSON, no NaN to refuse
+
+
+def _unstorable(text: str) -> bool:
+    """True when JSON ``text`` holds what jsonb refuses: ``\\u0000`` or a lone surrogate."""
+    if "\\u0000" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _has_placeholder(value: Any) -> bool:
@@ -251,6 +277,13 @@ def _validate(spec: HandlerSpec, args: Any) -> Any:
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise PermanentError(f"invalid args for {spec.kind!r}: {problems}") from None
+
+
+def _task_is_cancelled() -> bool:
+    """True when the running task itself is being cancelled (anyio's cancel scopes and
+    asyncio's ``Task.cancel`` both count), not merely handed a stray CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _queue_time(job: Job) -> float | None:

@@ -11,7 +11,7 @@ import anyio
 import structlog
 
 from engine.core import backoff
-from engine.core.acks import Ack
+from engine.core.acks import Ack, ErrorEntry
 from engine.core.job import Job
 from engine.db.store import JobStore
 from engine.queues.acker import Acker
@@ -26,6 +26,15 @@ class RunningJob:
     job: Job
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     stop_reason: str | None = None
+
+    @property
+    def key(self) -> RunKey:
+        return self.job.id, self.job.attempt
+
+
+# Running work is keyed by attempt, not by job: a job rescued from under this process (a
+# freeze, a partition) may be claimed again while its earlier attempt still runs here.
+RunKey = tuple[int, int]
 
 
 class Producer:
@@ -45,7 +54,7 @@ class Producer:
         self.acker = acker
         self.node = node
         self.poll_interval = poll_interval
-        self.running: dict[int, RunningJob] = {}
+        self.running: dict[RunKey, RunningJob] = {}
         self.released: list[int] = []
         self._more = True
         self._signalled = False
@@ -57,6 +66,7 @@ class Producer:
         self._drain_scope: anyio.CancelScope | None = None
         self._hurried = False
         self._lease_silence = 0.0
+        self._lease_lost = False  # no claims from lose_lease until regain_lease: they could be rescued
         self.limits = limits  # flow control: shared rate / global limits (None: the plain claim)
         self._held_until = 0.0  # monotonic time before which a limit holds claims back
         self._slot_freed = False  # a job of a globally limited queue finished here
@@ -83,14 +93,17 @@ class Producer:
         self.executor.threads.resize(self.name, self.limit)
         self.notify()
 
+    def running_ids(self) -> set[int]:
+        """The jobs this producer runs an attempt of."""
+        return {job_id for job_id, _attempt in self.running}
+
     def cancel_job(self, job_id: int) -> bool:
-        """Cancel a running job's task (its row was already cancelled by the caller)."""
-        running = self.running.get(job_id)
-        if running is None:
-            return False
-        running.stop_reason = "cancelled"
-        running.scope.cancel()
-        return True
+        """Cancel a running job's tasks (its row was already cancelled by the caller)."""
+        attempts = [running for (running_id, _), running in self.running.items() if running_id == job_id]
+        for running in attempts:
+            running.stop_reason = "cancelled"
+            running.scope.cancel()
+        return bool(attempts)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming now; let running jobs finish for ``grace`` seconds, then cancel them."""
@@ -105,10 +118,22 @@ class Producer:
         """This node could not heartbeat for ``silent_for`` seconds and other nodes may soon
         rescue its jobs: stop them all (each goes back, unspent, once the database answers)."""
         self._lease_silence = silent_for
+        self._lease_lost = True
         for running in self.running.values():
             running.stop_reason = "lease lost"
             running.scope.cancel()
         return len(self.running)
+
+    @property
+    def lease_lost(self) -> bool:
+        """True from :meth:`lose_lease` until :meth:`regain_lease`: nothing is claimed."""
+        return self._lease_lost
+
+    def regain_lease(self) -> None:
+        """Heartbeats land again: claim again."""
+        if self._lease_lost:
+            self._lease_lost = False
+            self.notify()
 
     def hurry(self) -> None:
         """End the grace period now: running jobs are cancelled and released."""
@@ -120,6 +145,9 @@ class Producer:
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Claim and run jobs until stopped. The node supervisor runs this again should it
+        ever end early (a bug): the attempts it was running are then released."""
+        self._stopped = anyio.Event()
         try:
             async with anyio.create_task_group() as jobs:
                 await self._loop(jobs)
@@ -133,7 +161,8 @@ class Producer:
             if self._slot_freed:
                 await self._take_freed_slot()
             free = self.limit - len(self.running)
-            if free > 0 and not self.paused and self._more and time.monotonic() >= self._held_until:
+            if (free > 0 and not self.paused and not self._lease_lost and self._more
+                    and time.monotonic() >= self._held_until):
                 # A notify from here on arrives while the claim is in flight and may concern a
                 # job the claim's snapshot missed: it must lead to one more look.
                 self._signalled = False
@@ -157,7 +186,7 @@ class Producer:
                     continue
                 self._more = len(claimed) == free or self._signalled
                 batch = [RunningJob(job) for job in claimed]
-                self.running.update((r.job.id, r) for r in batch)
+                self.running.update((r.key, r) for r in batch)
                 if batch:
                     jobs.start_soon(self._run_batch, batch, name=f"jobengine {self.name} batch")
                 if self._more and self.limit - len(self.running) > 0:
@@ -168,15 +197,21 @@ class Producer:
         try:
             await self.store.release([job.id for job in claimed], self.node)
         except Exception as exc:  # the lifeline's lost-claim rescue returns them later
-            log.warning("could not hand back jobs claimed as the queue paused", queue=self.name,
+            log.warning("could not hand back claimed jobs", queue=self.name,
                         error=str(exc) or type(exc).__name__)
 
     async def _claim(self, free: int) -> list[Job]:
+        running = self.running_ids()
         if self.limits is None:
-            return await self.store.fetch(self.name, free, self.node)
+            return await self.store.fetch(self.name, free, self.node, running=running)
         # Flow control: a claim held back by a limit says when asking again can pay off.
         claimed, retry_in = await claim(self.store, self.name, free, self.node, self.limits)
         self._held_until = 0.0 if retry_in is None else time.monotonic() + retry_in
+        again = [job for job in claimed if job.id in running]
+        if again:  # still running here: never a second attempt beside it; look again after a poll
+            await self._hand_back(again)
+            self._held_until = max(self._held_until, time.monotonic() + self.poll_interval)
+            claimed = [job for job in claimed if job.id not in running]
         return claimed
 
     async def _take_freed_slot(self) -> None:
@@ -211,16 +246,27 @@ class Producer:
             await asyncio.gather(*[self._run_job(running) for running in batch])
 
     async def _run_job(self, running: RunningJob) -> None:
+        acked = False
         try:
             with running.scope:
                 ack = await self.executor.execute(running.job)
                 self.acker.put(ack)
+                acked = True
             if running.scope.cancelled_caught and running.stop_reason == "shutdown":
                 self.released.append(running.job.id)
             elif running.scope.cancelled_caught and running.stop_reason == "lease lost":
                 self.acker.put(Ack.lease_lost(running.job, self._lease_silence))
+            elif running.scope.cancelled_caught and running.stop_reason == "cancelled":
+                # The row is cancelled already, so this ack is stale: it tells the job's
+                # readers that the handler has stopped (retry and delete wait for that).
+                error = ErrorEntry.now(running.job.attempt, "cancelled", "handler stopped after a cancel")
+                self.acker.put(Ack.cancelled(running.job, error))
+        except BaseException:
+            if not acked:  # the producer itself ends (a bug, restarted): give the job back
+                self.released.append(running.job.id)
+            raise
         finally:
-            del self.running[running.job.id]
+            self.running.pop(running.key, None)
             if self.limits is not None and self.limits.global_limit is not None and not self._stopping:
                 self._slot_freed = True  # flow control: claim again once this job's ack has landed
                 self._signalled = True

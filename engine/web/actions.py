@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 import structlog
 
+from engine.core.errors import JobStillStopping, UniqueKeyHeld
 from engine.core.job import Job, JobState
 from engine.core.search import MAX_QUERY, JobQuery, SearchError, parse_query
 from engine.engine import Engine
@@ -39,6 +40,7 @@ class BulkResult(TypedDict):
     selected: int
     changed: list[int]
     more: bool
+    refused: dict[str, str]  # job id -> why the action was refused for it (here: a held unique key)
 
 
 class ActionError(Exception):
@@ -168,16 +170,19 @@ async def job_action(engine: Engine, principal: Principal, action: str, job_id: 
     job = await engine.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    if action == "retry":
-        done = await engine.retry(job_id)
-    elif action == "cancel":
-        done = await engine.cancel(job_id, f"cancelled from the dashboard ({principal.via})")
-    elif action == "delete":
-        done = await engine.delete(job_id)
-    elif action == "run":
-        done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
-    else:
-        raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+    try:
+        if action == "retry":
+            done = await engine.retry(job_id)
+        elif action == "cancel":
+            done = await engine.cancel(job_id, f"cancelled from the dashboard ({principal.via})")
+        elif action == "delete":
+            done = await engine.delete(job_id)
+        elif action == "run":
+            done = bool(await job_store(engine).dashboard_bulk("run", [job_id]))
+        else:
+            raise NotFound(f"unknown job action {action!r}; use one of {', '.join(JOB_ACTIONS)}")
+    except (JobStillStopping, UniqueKeyHeld) as exc:  # a second copy, a second holder of a key
+        raise Conflict(str(exc)) from None
     if not done:
         raise Conflict(_refusal(action, job))
     log.info("job action", action=action, job_id=job_id, actor=principal.name, role=principal.role.value,
@@ -214,7 +219,14 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
         selected = list(dict.fromkeys(ids or []))
         if not selected or len(selected) > MAX_BULK_IDS:
             raise BadRequest(f"ids: give 1 to {MAX_BULK_IDS} job ids")
-    changed = await job_store(engine).dashboard_bulk(action, selected,
+    refused: dict[str, str] = {}
+    if action == "retry":  # a job whose key another holds is refused alone, the rest retried
+        holders = await job_store(engine).unique_holders(selected)
+        refused = {str(i): str(UniqueKeyHeld(i, *holder)) for i, holder in holders.items()}
+        selected_for_action = [i for i in selected if i not in holders]
+    else:
+        selected_for_action = selected
+    changed = await job_store(engine).dashboard_bulk(action, selected_for_action,
                                                      f"cancelled from the dashboard ({principal.via})")
     if action == "cancel":
         # Executing jobs must also be stopped on their node: Engine.cancel publishes that.
@@ -225,7 +237,8 @@ async def bulk_action(engine: Engine, principal: Principal, action: str, *, ids:
     scope: dict[str, Any] = {"filter": flt.query()} if flt is not None else {"ids": selected[:MAX_AUDIT_IDS]}
     await record(engine, principal, "job.bulk", None, action=action, **scope, selected=len(selected),
                  count=len(changed))
-    return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more}
+    return {"action": action, "selected": len(selected), "changed": sorted(changed), "more": more,
+            "refused": refused}
 
 
 async def queue_action(engine: Engine, principal: Principal, name: str, action: str,

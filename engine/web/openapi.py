@@ -88,7 +88,9 @@ SCHEMAS: dict[str, Any] = {
         "filter": {"type": "object", "description": "state, queue, kind, tag, q (as GET /api/jobs)"}}},
     "BulkResult": {"type": "object", "required": ["action", "selected", "changed", "more"], "properties": {
         "action": {"enum": list(JOB_ACTIONS)}, "selected": {"type": "integer"},
-        "changed": {"type": "array", "items": {"type": "integer"}}, "more": {"type": "boolean"}}},
+        "changed": {"type": "array", "items": {"type": "integer"}}, "more": {"type": "boolean"},
+        "refused": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "job id -> why the action was refused for that job"}}},
     "Queue": {"type": "object", "required": ["name", "paused", "counts", "groups", "exact"], "properties": {
         "name": {"type": "string"}, "paused": {"type": "boolean"}, "concurrency": {"type": ["integer", "null"]},
         "nodes": {"type": "integer"}, "configured": {"type": "boolean"},

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,6 +17,11 @@ from engine.web.app import create_app
 
 log = structlog.get_logger("jobengine.web")
 LOCAL_ONLY = "127.0.0.1"
+# An unauthenticated client must not hold a connection open by sending a request slowly:
+# a connection must deliver its request's headers within HEADER_TIMEOUT seconds of opening
+# (or of its previous response), and the body within BODY_TIMEOUT seconds of the headers.
+HEADER_TIMEOUT = 15.0
+BODY_TIMEOUT = 30.0
 
 
 class DashboardBindError(ConfigError):
@@ -59,9 +65,30 @@ def listen_address(settings: DashboardConfig, bind: str | None = None) -> tuple[
     return host, port
 
 
+def body_deadline(timeout: float) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware: read a request's whole body within ``timeout`` seconds, else answer 408
+    and close (the handlers read the body read here)."""
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()
+            except TimeoutError:
+                log.warning("request body not received in time; closing", path=request.path, timeout=timeout)
+                raise web.HTTPRequestTimeout(text=f"request body not received within {timeout:g}s",
+                                             headers={"Connection": "close"}) from None
+        return await handler(request)
+
+    return middleware
+
+
 @asynccontextmanager
-async def serve(engine: Engine, *, bind: str | None = None,
-                settings: DashboardConfig | None = None) -> AsyncIterator[DashboardServer]:
+async def serve(engine: Engine, *, bind: str | None = None, settings: DashboardConfig | None = None,
+                header_timeout: float = HEADER_TIMEOUT,
+                body_timeout: float = BODY_TIMEOUT) -> AsyncIterator[DashboardServer]:
     """Serve the dashboard, API, /metrics and /healthz for a started ``engine`` until the
     block exits. ``bind`` overrides ``dashboard.bind`` (port 0 picks a free port).
 
@@ -75,7 +102,14 @@ async def serve(engine: Engine, *, bind: str | None = None,
     settings = settings or engine.config.dashboard
     host, port = listen_address(settings, bind)
     app = create_app(engine, settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    # Innermost: the app's own middlewares (authentication, JSON errors) run around it.
+    app.middlewares.append(body_deadline(body_timeout))
+    # aiohttp's keep-alive timer also runs from a connection's start until its first request's
+    # headers are complete: it is the header timeout (its default is an hour).
+    # lingering_time: after an answer that left the body unread (a 401, the 408 above), wait
+    # this long for the rest before closing, not aiohttp's 10 s.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
+                           keepalive_timeout=header_timeout, lingering_time=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

