@@ -94,6 +94,14 @@ async def job_action(request: web.Request) -> web.Response:
     return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)})
 
 
+async def delete_job(request: web.Request) -> web.Response:
+    """``DELETE /api/jobs/{id}``: the same as ``POST /api/jobs/{id}/delete``."""
+    job_id = _job_id(request)
+    await actions.job_action(request.app[ENGINE], principal_of(request), "delete", job_id)
+    request.app[SNAPSHOTS].invalidate()
+    return web.json_response({"deleted": job_id})
+
+
 async def bulk(request: web.Request) -> web.Response:
     body = await _body(request)
     action = body.get("action")
@@ -210,6 +218,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/jobs", enqueue)
     app.router.add_post("/api/jobs/bulk", bulk)
     app.router.add_get("/api/jobs/{job_id}", get_job)
+    app.router.add_delete("/api/jobs/{job_id}", delete_job)
     app.router.add_post("/api/jobs/{job_id}/{action}", job_action)
     app.router.add_get("/api/queues", queues)
     app.router.add_post("/api/queues/{name}/{action}", queue_action)

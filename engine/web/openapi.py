@@ -160,7 +160,11 @@ def _paths() -> dict[str, Any]:
                     "parameters": [JOB_ID],
                     "responses": {"200": _json({"type": "object", "required": ["job"],
                                                 "properties": {"job": _ref("JobDetail")}}, "The job"),
-                                  **_errors(400, 404)}}},
+                                  **_errors(400, 404)}},
+            "delete": {"operationId": "deleteJobById", "summary": "Delete a job that is not executing",
+                       "parameters": [JOB_ID],
+                       "responses": {"200": _json({"type": "object", "required": ["deleted"], "properties": {
+                           "deleted": {"type": "integer"}}}, "The id deleted"), **_errors(400, 403, 404, 409)}}},
         **{f"/api/jobs/{{job_id}}/{action}": {
             "post": {"operationId": f"{action}Job", "summary": JOB_SUMMARIES[action], "parameters": [JOB_ID],
                      "responses": {"200": _json({"type": "object", "properties": {
