@@ -32,7 +32,7 @@ from engine.cli.definitions import add_definitions_arguments, run_definitions
 from engine.cli.users import add_users_arguments, cli_entry, run_users_command
 from engine.core.config import Config, ConfigError, load_config
 from engine.core.documents import classify_payload, loads_document_text
-from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping, UniqueKeyHeld
+from engine.core.errors import DatabaseUnavailable, EnqueueError, JobStillStopping, NodeNameInUse, UniqueKeyHeld
 from engine.core.job import Job, JobState
 from engine.core.logs import configure_logging
 from engine.core.search import SearchError, parse_query
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = anyio.run(command, config, args)
     except (ConfigError, EnqueueError, EmbeddedPostgresError, ValueError, ImportError, JobStillStopping,
-            DatabaseUnavailable, UniqueKeyHeld) as exc:
+            DatabaseUnavailable, UniqueKeyHeld, NodeNameInUse) as exc:
         sys.exit(f"jobengine: {exc}")
     except KeyboardInterrupt:
         code = 130

@@ -34,3 +34,8 @@ class UniqueKeyHeld(RuntimeError):
 class DatabaseUnavailable(RuntimeError):
     """An insert-only client or a CLI command could not connect within its bound; the
     message says why (refused, and by what, or unreachable)."""
+
+
+class NodeNameInUse(RuntimeError):
+    """Another live process heartbeats under this node's name: two processes with one
+    ``node_name`` would rescue and re-run each other's jobs, so this one refuses to run."""

@@ -333,10 +333,17 @@ QUEUE_LIST_CONTROLS = "SELECT name, paused, concurrency FROM {schema}.queues"
 
 # --- nodes ------------------------------------------------------------------------
 
-# Register or heartbeat this node. $1 name, $2 queues, $3 meta.
+# Register or heartbeat this node. $1 name, $2 queues, $3 meta (with this process's
+# `instance` id), $4 seconds after which a silent holder of the name may be replaced.
+# Returns no row when another live process (another instance, heartbeating within $4
+# seconds) holds the name: the row is left to it.
 NODE_HEARTBEAT = """
-INSERT INTO {schema}.nodes (name, queues, meta) VALUES ($1, $2, $3)
+INSERT INTO {schema}.nodes AS n (name, queues, meta) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), queues = excluded.queues, meta = excluded.meta
+    WHERE n.meta ->> 'instance' IS NULL OR excluded.meta ->> 'instance' IS NULL
+       OR n.meta ->> 'instance' = excluded.meta ->> 'instance'
+       OR n.heartbeat_at < now() - make_interval(secs => $4)
+RETURNING 1
 """
 
 # Forget this node on clean shutdown, keeping it among the departed nodes (migration 010)

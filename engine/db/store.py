@@ -286,9 +286,13 @@ class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, Definition
             status = await conn.execute(self.statements.JOB_PRUNE_FINISHED, completed, cancelled, discarded, limit)
         return int(status.split()[-1])
 
-    async def heartbeat(self, node: str, queues: Sequence[str], meta: dict[str, Any]) -> None:
+    async def heartbeat(self, node: str, queues: Sequence[str], meta: dict[str, Any], *,
+                        takeover_after: float = 0.0) -> bool:
+        """Register or heartbeat ``node``; False (nothing written) when another live process
+        with another ``meta["instance"]`` holds the name (see NODE_HEARTBEAT)."""
         async with self.pool.acquire() as conn:
-            await conn.execute(self.statements.NODE_HEARTBEAT, node, list(queues), meta)
+            return await conn.fetchval(self.statements.NODE_HEARTBEAT, node, list(queues), meta,
+                                       takeover_after) is not None
 
     async def delete_node(self, node: str) -> None:
         async with self.pool.acquire() as conn:

@@ -16,6 +16,7 @@ every later stall is fenced too.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import anyio
 import structlog
 
 from engine.core.config import LifelineConfig
+from engine.core.errors import NodeNameInUse
 from engine.core.job import Job, JobState
 from engine.db.faults import log_fault
 from engine.db.rows import InsertRow
@@ -69,6 +71,7 @@ class Lifeline:
         self.claim_grace = claim_grace
         self.describe = describe  # what changes between beats (running jobs per queue), for the nodes page
         self.failures = 0
+        self.instance = uuid.uuid4().hex  # tells this process from another using the same node name
         self._last_ok: float | None = None  # monotonic time the last landed heartbeat was sent
         self._registered = False
         self._retired = False
@@ -105,7 +108,11 @@ class Lifeline:
             if self._retired:
                 return
             meta = {**self.meta, **self.describe()} if self.describe is not None else self.meta
-            await self.store.heartbeat(self.node, self.queues, meta)
+            if not await self.store.heartbeat(self.node, self.queues, {**meta, "instance": self.instance},
+                                              takeover_after=self.config.rescue_after):
+                raise NodeNameInUse(f"node name {self.node!r} is in use by another live process (it heartbeats "
+                                    f"within rescue_after = {self.config.rescue_after:g}s); give each process its "
+                                    "own node_name, or leave it unset")
         self._last_ok = sent
         if self._fenced and time.monotonic() - sent < self.fence_after:
             self._rearm()
@@ -158,6 +165,11 @@ class Lifeline:
     async def _tick(self) -> None:
         try:
             await self.beat()
+        except NodeNameInUse as exc:  # a beat that is not ours to write: the lease watch stops our jobs
+            self.failures += 1
+            log.error("another live process uses this node name; not heartbeating", node=self.node,
+                      error=str(exc), failures=self.failures)
+            return
         except Exception as exc:  # the next beat retries; the lease watch acts if they keep failing
             self.failures += 1
             log_fault(log, "heartbeat failed", exc, failures=self.failures,
