@@ -17,6 +17,7 @@ from engine.engine import Engine
 from engine.queues.acker import Acker
 from engine.testing import wait_for_job
 from tests.support.scripted import Recorder, scripted_registry
+from tests.support.urls import as_user
 from tests.support.waiting import wait_until
 
 
@@ -37,7 +38,7 @@ async def test_an_ack_held_up_by_a_refused_login_lands_once_logins_work_again(ma
         recorder.stop(job)
         return {"done": job.attempt}
 
-    url = pg_url.replace("postgres@", f"{role}@", 1)
+    url = as_user(pg_url, role)
     try:
         config = make_config(database_url=url, queues={"default": {"concurrency": 2}}, query_timeout=2)
         async with Engine(config=config, registry=registry) as engine:

@@ -15,6 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.urls import as_user
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED_PRIORITY_EXAMPLE = """{
   "priority": 10,  // 높은 우선순위
@@ -144,7 +146,7 @@ def test_a_command_refused_for_too_many_connections_says_refused_not_unreachable
     admin = admin_statement(pg_url)
     admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')  # refused before it can log in
     try:
-        done = _run_stats(_config_for(tmp_path, pg_url.replace("postgres@", f"{role}@", 1)))
+        done = _run_stats(_config_for(tmp_path, as_user(pg_url, role)))
     finally:
         admin(f'DROP ROLE "{role}"')
     assert done.returncode != 0
