@@ -38,7 +38,7 @@ async def test_retrying_a_job_whose_unique_key_another_job_holds_names_the_holde
 
     plain = await engine.enqueue("scripted", {"n": 3}, queue="elsewhere")
     await _discard(pg_url, schema, plain.id)
-    result = await bulk_action(engine, Principal(Role.OPERATOR, "bearer"), "retry", ids=[first.id, plain.id])
+    result = await bulk_action(engine, Principal("token", Role.OPERATOR, "bearer"), "retry", ids=[first.id, plain.id])
     assert result["changed"] == [plain.id]
     assert result["refused"] == {str(first.id): f"job {first.id} cannot be retried: its unique key is held by "
                                                 f"job {holder.id} (executing)"}
