@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import anyio
 import asyncpg
@@ -238,12 +238,28 @@ class Engine:
         (job,) = await self.enqueue_many([spec], conn=conn)
         return job
 
+    @overload
     async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
-                           conn: asyncpg.Connection | None = None) -> list[Job]:
+                           conn: asyncpg.Connection | None = None, return_ids: Literal[False] = False) -> list[Job]: ...
+
+    @overload
+    async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
+                           conn: asyncpg.Connection | None = None, return_ids: Literal[True]) -> list[int]: ...
+
+    async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
+                           conn: asyncpg.Connection | None = None, return_ids: bool = False) -> list[Job] | list[int]:
         """Insert a batch in one round trip. Items are JobSpecs or job documents (camelCase
-        dicts with ``jobType``). Nothing is inserted if any item is invalid."""
+        dicts with ``jobType``). Nothing is inserted if any item is invalid.
+
+        ``return_ids=True`` returns each job's id instead of its Job (validated the same way;
+        the fast path for large batches, e.g. one mail to every user)::
+
+            ids = await engine.enqueue_many([JobSpec(kind="mail", args=a) for a in mails], return_ids=True)
+        """
         resolved = [self._to_spec(item) for item in specs]
         rows = self.inserter.rows(resolved)
+        if return_ids:
+            return await self._store.insert_ids(rows, conn=conn)
         return await self._store.insert(rows, conn=conn)
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
