@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import MailArgs, MailDeliveryError, build_message
+from handlers.mail import ADDRESS, PLAIN_ADDRESS, MailArgs, MailDeliveryError, build_message
 from tests.handlers.conftest import SmtpPeer
 
 GAME_UPDATE = {
@@ -184,3 +185,25 @@ def test_enqueue_accepts_the_seed_payloads_and_names_a_misspelled_field() -> Non
         MailArgs.model_validate({"to": [], "subject": "s", "text": "t"})
     with pytest.raises(ValidationError, match="not an email address"):
         MailArgs.model_validate({"to": "not-an-address", "subject": "s", "text": "t"})
+
+
+@pytest.mark.parametrize("address", [
+    "player1@example.com", "a.b-c+tag@mail.example.co.kr", "o'hara{x}|y~@ex-ample.org", "x@localhost",
+    "Hong Gildong <hong@example.com>", "hong@example.com (Hong)", '"a b"@example.com', "a..b@example.com",
+    "홍길동@example.com", " spaced@example.com ", "a@b@c.com", "not-an-address",
+])
+def test_a_bare_address_and_the_parsed_one_give_the_same_mailbox(address: str) -> None:
+    # _mailbox hands a bare dot-atom address back without parsing it: the same result
+    # parseaddr + formataddr give, and the same refusals for the rest.
+    name, addr = parseaddr(address)
+    try:
+        parsed = formataddr((name, addr)) if ADDRESS.match(addr) else None
+    except ValueError:  # formataddr refuses a non-ASCII address, and so does validation
+        parsed = None
+    if PLAIN_ADDRESS.fullmatch(address):
+        assert parsed == address
+    try:
+        got = MailArgs.model_validate({"to": address, "subject": "s", "text": "t"}).to
+    except ValidationError:
+        got = None
+    assert got == (None if parsed is None else [parsed])
