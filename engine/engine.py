@@ -31,6 +31,7 @@ from engine.cron.store import CronStatus, CronStore, config_entries
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.store import JobStore
+from engine.insert.bulk import insert_ids
 from engine.insert.followups import Followups, with_notification_queue
 from engine.insert.inserter import Inserter
 from engine.maintenance.lifeline import Lifeline
@@ -257,10 +258,9 @@ class Engine:
             ids = await engine.enqueue_many([JobSpec(kind="mail", args=a) for a in mails], return_ids=True)
         """
         resolved = [self._to_spec(item) for item in specs]
-        rows = self.inserter.rows(resolved)
         if return_ids:
-            return await self._store.insert_ids(rows, conn=conn)
-        return await self._store.insert(rows, conn=conn)
+            return await insert_ids(self.inserter, self._store, resolved, conn=conn)
+        return await self._store.insert(self.inserter.rows(resolved), conn=conn)
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
                                conn: asyncpg.Connection | None = None) -> Job:

@@ -3,12 +3,17 @@ every job as the Job-returning path does, and its jobs run like any other."""
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import pytest
 
 from engine import EnqueueError, JobSpec
+from engine.insert import bulk
+from engine.insert.inserter import encode_json
 from engine.testing import wait_for_job
 from tests.support.scripted import Recorder, scripted_registry
+from tests.support.waiting import wait_until
 
 QUEUES = {"default": {"concurrency": 5}, "other": {"concurrency": 5}}
 
@@ -57,3 +62,42 @@ async def test_ids_insert_joins_the_callers_transaction(start_engine, recorder: 
     finally:
         await conn.close()
     assert [await engine.get(i) for i in ghosts] == [None, None, None]
+
+
+def test_args_encode_as_the_standard_encoder_does_and_bad_values_are_refused() -> None:
+    value = {"s": "홍길동 \"q\" \\ \n", "n": [1, 2.5, -0.0, 10**30, None, True], "d": {"": {}}, "e": []}
+    assert encode_json(value, "args") == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    for bad, problem in [({"x": float("nan")}, "Out of range float"), ({"x": {1, 2}}, "not JSON serializable"),
+                         (circular, "contains itself")]:
+        with pytest.raises(EnqueueError, match=f"args is not JSON: .*{problem}"):
+            encode_json(bad, "args")
+    assert encode_json({"after": "a refusal"}, "args") == '{"after":"a refusal"}'
+
+
+async def test_a_batch_split_in_chunks_is_one_transaction(start_engine, recorder: Recorder, pg_url: str,
+                                                          schema: str) -> None:
+    engine = await start_engine(scripted_registry(recorder))
+    size = 2 * bulk.CHUNK + 500  # three chunks
+    bad = [JobSpec(kind="scripted", args={"n": n}) for n in range(size)]
+    bad[size - 10] = JobSpec(kind="scripted", args={"n": 0}, max_attempts=0)
+    with pytest.raises(EnqueueError, match=f"job #{size - 10} \\(scripted\\): max_attempts must be >= 1"):
+        await engine.enqueue_many(bad, return_ids=True)
+    assert await engine.stats() == {}  # the chunks inserted before the bad one were rolled back
+
+    listener = await asyncpg.connect(pg_url)
+    heard: list[str] = []
+    await listener.add_listener(f"{schema}.jobs_inserted", lambda *args: heard.append(args[3]))
+    try:
+        ids = await engine.enqueue_many([JobSpec(kind="scripted", args={"n": n}) for n in range(size)],
+                                        return_ids=True)
+        await wait_until(lambda: heard, what="the insert notification")
+    finally:
+        await listener.close()
+    assert heard == ["default"]  # one notification for the whole batch, at commit
+    assert engine.store is not None
+    async with engine.store.pool.acquire() as conn:
+        stored = await conn.fetch(f'SELECT id, args FROM "{schema}".jobs ORDER BY id')
+    assert [r["id"] for r in stored] == ids
+    assert [r["args"]["n"] for r in stored] == list(range(size))
