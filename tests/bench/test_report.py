@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.report import render, table
+from bench.run import median
 
 LIMIT = {"rate": 51_443.0, "batch": 32, "clients": 4, "pg_cpu_per_1k": 0.027,
          "runs": [{"clients": 4, "rate": 51_443.0, "pg_cpu_per_1k": 0.027}],
@@ -42,3 +43,11 @@ def test_ratio_column_is_a_dash_where_one_engine_lacks_the_figure() -> None:
     assert rows["bulk enqueue, jobs/s"] == ["30,000", "60,000", "0.50x"]
     assert rows["enqueue->start p50, ms"] == ["-", "3.00", "-"]
     assert rows["worker peak RSS, MB"] == ["75", "-", "-"]
+
+
+def test_the_drains_bulk_enqueue_is_its_own_median_not_the_median_drains() -> None:
+    runs = [{"rate": 2_800.0, "enqueue_rate": 18_900.0}, {"rate": 2_900.0, "enqueue_rate": 15_400.0},
+            {"rate": 2_500.0, "enqueue_rate": 9_700.0}]
+    chosen = median(runs, "rate", also=("enqueue_rate",))
+    assert chosen["rate"] == 2_800.0 and chosen["runs"] == [2_800.0, 2_900.0, 2_500.0]
+    assert chosen["enqueue_rate"] == 15_400.0 and chosen["enqueue_rate_runs"] == [18_900.0, 15_400.0, 9_700.0]
