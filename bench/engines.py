@@ -1,6 +1,6 @@
 """One adapter per engine, each used the way its documentation recommends for speed:
 
-- jobengine: ``Engine.enqueue_many`` (one statement per batch); a worker ``Engine`` with
+- jobengine: ``Engine.enqueue_many(..., return_ids=True)`` (one statement per batch); a worker ``Engine`` with
   one queue at the bench concurrency.
 - pgqueuer: ``Queries.enqueue`` with lists (one statement per batch) over an asyncpg
   connection; ``PgQueuer(AsyncpgDriver(conn)).run(batch_size=..., max_concurrent_tasks=...)``.
@@ -80,6 +80,11 @@ def _jobengine_registry(on_job: OnJob | None) -> Any:
     return registry
 
 
+# jobengine options the bench reads itself (not engine settings): `ablate` (bench/ablation.py),
+# `enqueue_jobs` (true: bulk enqueue through the Job-returning enqueue_many, the round-1 path).
+BENCH_ONLY_OPTIONS = ("ablate", "enqueue_jobs")
+
+
 def _jobengine_config(url: str, concurrency: int | None, options: dict[str, Any]) -> Any:
     from engine.core.config import build_config
 
@@ -87,7 +92,7 @@ def _jobengine_config(url: str, concurrency: int | None, options: dict[str, Any]
                                 "logging": {"level": "warning"}}
     if concurrency:
         settings["queues"] = {"default": {"concurrency": concurrency}}
-    settings.update({k: v for k, v in options.items() if k != "ablate"})
+    settings.update({k: v for k, v in options.items() if k not in BENCH_ONLY_OPTIONS})
     return build_config(settings)
 
 
@@ -114,7 +119,11 @@ class JobengineAdapter(Adapter):
     async def enqueue_many(self, payloads: list[dict[str, Any]]) -> None:
         from engine.core.job import JobSpec
 
-        await self.client.enqueue_many([JobSpec(kind=KIND, args=p) for p in payloads])
+        specs = [JobSpec(kind=KIND, args=p) for p in payloads]
+        if self.options.get("enqueue_jobs"):
+            await self.client.enqueue_many(specs)
+        else:  # validated like the other, returns ids only (as pgqueuer's enqueue does)
+            await self.client.enqueue_many(specs, return_ids=True)
 
     async def enqueue_one(self, payload: dict[str, Any]) -> None:
         await self.client.enqueue(KIND, payload)

@@ -21,7 +21,8 @@ def _get(*path: str) -> Getter:
             if not isinstance(value, dict) or key not in value:
                 return None
             value = value[key]
-        return float(value)
+        # a workload that did not run leaves its figure out or None (peak_rss with no worker)
+        return None if value is None else float(value)
 
     return get
 
@@ -161,7 +162,8 @@ def render(results: dict[str, Any]) -> str:
                       if key in engine]
             if own and name == "jobengine" and "drain" in engine:
                 shares.append(f"drain {engine['drain']['rate'] / own['rate']:.0%} of its own SQL alone")
-            parts.append(f"  {name}: " + ", ".join(shares) + " of the limit")
+            if shares:
+                parts.append(f"  {name}: " + ", ".join(shares) + " of the limit")
     budget = cpu_budget(results)
     if budget:
         parts += ["", "CPU per job in the drain (worker + Postgres) and the cores it kept busy:", *budget]

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -75,12 +76,17 @@ def engine_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return options
 
 
-def median(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The run with the median ``key``; every run's ``key`` is kept under ``runs``."""
+def median(results: list[dict[str, Any]], key: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The run with the median ``key``; every run's ``key`` is kept under ``runs``. Each key
+    in ``also`` is its own median (every run's under ``<key>_runs``), not the chosen run's:
+    the drain's bulk enqueue is a separate figure from the drain rate."""
     ordered = sorted(results, key=lambda r: r[key])
     chosen = dict(ordered[len(ordered) // 2])
     if len(results) > 1:
         chosen["runs"] = [r[key] for r in results]
+        for other in also:
+            chosen[other] = statistics.median(r[other] for r in results)
+            chosen[f"{other}_runs"] = [r[other] for r in results]
     return chosen
 
 
@@ -116,7 +122,7 @@ class Runner:
             await adapter.close()
 
     async def repeated(self, key: str, names: list[str], run: Callable[[str], Awaitable[dict[str, Any]]],
-                       median_key: str) -> None:
+                       median_key: str, also: tuple[str, ...] = ()) -> None:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for _ in range(self.args.repeat):
             for name in names:
@@ -124,7 +130,7 @@ class Runner:
                 runs[name].append(await run(name))
                 self.log(f"{name}: {key} {time.monotonic() - started:.0f} s: {_brief(runs[name][-1])}")
         for name in names:
-            self.out[name][key] = median(runs[name], median_key)
+            self.out[name][key] = median(runs[name], median_key, also)
 
     async def aged_pair(self, name: str) -> dict[str, Any]:
         """A drain on the table holding the finished rows, then one on the empty table, back to
@@ -155,7 +161,8 @@ class Runner:
     async def run(self, selected: set[str]) -> dict[str, dict[str, Any]]:
         a = self.adapters
         if "drain" in selected:
-            await self.repeated("drain", self.names, lambda n: workloads.drain(self.ctx, a[n]), "rate")
+            await self.repeated("drain", self.names, lambda n: workloads.drain(self.ctx, a[n]), "rate",
+                                also=("enqueue_rate",))
         if "latency" in selected:
             await self.repeated("latency", self.names, lambda n: workloads.latency(self.ctx, a[n]), "p50")
         if "steady" in selected:

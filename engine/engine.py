@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import anyio
 import asyncpg
@@ -37,6 +37,7 @@ from engine.db import foreign
 from engine.db.embedded import EmbeddedPostgres
 from engine.db.faults import CONNECTION_ERRORS, connect_failure_reason
 from engine.db.store import JobStore
+from engine.insert.bulk import insert_ids
 from engine.insert.followups import Followups, with_notification_queue
 from engine.insert.inserter import Inserter
 from engine.maintenance.lifeline import Lifeline
@@ -271,19 +272,37 @@ class Engine:
         (job,) = await self.enqueue_many([spec], conn=conn)
         return job
 
+    @overload
     async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
-                           conn: Any = None) -> list[Job]:
+                           conn: Any = None, return_ids: Literal[False] = False) -> list[Job]: ...
+
+    @overload
+    async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
+                           conn: Any = None, return_ids: Literal[True]) -> list[int]: ...
+
+    async def enqueue_many(self, specs: Sequence[JobSpec | Mapping[str, Any]], *,
+                           conn: Any = None, return_ids: bool = False) -> list[Job] | list[int]:
         """Insert a batch in one round trip. Items are JobSpecs or job documents (camelCase
-        dicts with ``jobType``). Nothing is inserted if any item is invalid."""
+        dicts with ``jobType``). Nothing is inserted if any item is invalid.
+
+        ``return_ids=True`` returns each job's id instead of its Job (validated the same way;
+        the fast path for large batches, e.g. one mail to every user; over 2,000 jobs it
+        inserts chunks of 1,000 in one transaction, validating each while Postgres inserts
+        the one before)::
+
+            ids = await engine.enqueue_many([JobSpec(kind="mail", args=a) for a in mails], return_ids=True)
+        """
         resolved = [self._to_spec(item) for item in specs]
         with tracing.enqueue_span([spec.kind for spec in resolved]) as span:
+            if return_ids and self.inline is None:  # validated exactly as below; only ids come back
+                return await insert_ids(self.inserter, self._store, resolved, conn=foreign.adapt(conn))
             rows = self.inserter.rows(resolved)
             if self.inline is not None:
                 jobs = await self.inline.run(rows)
             else:
                 jobs = await self._store.insert(rows, conn=foreign.adapt(conn))
             tracing.enqueued(span, jobs)
-            return jobs
+            return [job.id for job in jobs] if return_ids else jobs
 
     async def enqueue_document(self, document: Mapping[str, Any], *, kind: str | None = None,
                                conn: Any = None) -> Job:

@@ -37,6 +37,11 @@ from engine.core.outcomes import PermanentError
 from handlers.args import ArgsModel, Templated, args_of, shown
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+# A bare dot-atom address (RFC 5322 atext, no name, no comment, no quoting): what parseaddr
+# and formataddr hand back unchanged. Most mailboxes are like this, and parseaddr is most of
+# a mail job's validation at enqueue (a mass mail validates one per player).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                           r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -58,6 +63,8 @@ def _no_line_breaks(value: str) -> str:
 
 
 def _mailbox(value: str) -> str:
+    if PLAIN_ADDRESS.fullmatch(value):
+        return value
     _no_line_breaks(value)
     name, addr = parseaddr(value)
     if not ADDRESS.match(addr):
@@ -105,13 +112,14 @@ class MailArgs(ArgsModel):
     to: Templated[Mailboxes]
     subject: HeaderText
     template: Templated[TemplateName] | None = None
-    data: Templated[dict[str, Any]] = {}
+    # default_factory: pydantic deep-copies a mutable default for every instance (slower).
+    data: Templated[dict[str, Any]] = Field(default_factory=dict)
     text: str | None = None
     html: str | None = None
-    cc: Templated[Mailboxes] = []
-    bcc: Templated[Mailboxes] = []
+    cc: Templated[Mailboxes] = Field(default_factory=list)
+    bcc: Templated[Mailboxes] = Field(default_factory=list)
     from_: Templated[Mailbox] | None = Field(None, alias="from")
-    reply_to: Templated[Mailboxes] = Field([], alias="replyTo")
+    reply_to: Templated[Mailboxes] = Field(default_factory=list, alias="replyTo")
 
     @model_validator(mode="after")
     def _recipient_and_body(self) -> MailArgs:

@@ -69,6 +69,25 @@ def insert_columns(rows: Sequence[InsertRow]) -> list[list[Any]]:
     return columns
 
 
+def compact_insert_columns(rows: Sequence[InsertRow]) -> list[Any]:
+    """JOB_INSERT_MANY_IDS's parameters for plain rows: ten column arrays, then ten scalars.
+    A column with one value in every row goes as ``[]`` plus that value (args always in full)."""
+    queue, kind, args, meta, priority, max_attempts, timeout, scheduled_at, delay, tags, _, _ = insert_columns(rows)
+    arrays: list[Any] = []
+    scalars: list[Any] = []
+    for index, column in enumerate((queue, kind, args, meta, priority, max_attempts, timeout, scheduled_at, delay,
+                                    tags)):
+        first = column[0]
+        # All None compacts too: coalesce(NULL, NULL) is the NULL the column holds.
+        if index != 2 and column.count(first) == len(column):
+            arrays.append([])
+            scalars.append(first)
+        else:
+            arrays.append(column)
+            scalars.append(None)
+    return arrays + scalars
+
+
 def inserted_jobs(rows: Sequence[InsertRow], records: Sequence[asyncpg.Record]) -> list[Job]:
     """Jobs for the rows JOB_INSERT_MANY inserted, from the rows themselves plus what Postgres
     set (id, state, times). Records come in id order: plain rows in input order, unique

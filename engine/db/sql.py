@@ -1387,6 +1387,43 @@ WHERE t.id = ANY ($1::bigint[]) AND t.unique_key IS NOT NULL
 ORDER BY t.id, h.id
 """
 
+# --- perf: bulk insert returning ids only ----------------------------------------------
+
+# JOB_INSERT_MANY_PLAIN for a batch of plain jobs (no unique key, no dependsOn), returning
+# only the new ids in input order: what Engine.enqueue_many(..., return_ids=True) sends.
+# Each column comes twice: $1-$10 arrays and $11-$20 scalars. A column whose value is the
+# same in every row (a mass mail: one queue, kind, priority...) is sent as an empty array
+# plus its value; unnest pads the short array with NULLs and coalesce puts the value back.
+# Encoding twelve 1,000-element arrays and decoding five returned columns cost the client
+# more than Postgres spent inserting the rows (docs/performance.md, round 2).
+# $3 (args) is always the full array: it sets the row count ($13 stays NULL). $21 notify channel.
+JOB_INSERT_MANY_IDS = """
+WITH input AS (
+    SELECT coalesce(r.queue, $11::text) AS queue, coalesce(r.kind, $12::text) AS kind,
+           coalesce(r.args, $13::text) AS args, coalesce(r.meta, $14::text) AS meta,
+           coalesce(r.priority, $15::int) AS priority, coalesce(r.max_attempts, $16::int) AS max_attempts,
+           coalesce(r.timeout, $17::float8) AS timeout, coalesce(r.tags, $20::text) AS tags, r.ord,
+           coalesce(coalesce(r.scheduled_at, $18::text)::timestamptz,
+                    now() + make_interval(secs => coalesce(r.delay, $19::float8, 0))) AS due_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[],
+                $8::text[], $9::float8[], $10::text[])
+         WITH ORDINALITY AS r(queue, kind, args, meta, priority, max_attempts, timeout,
+                              scheduled_at, delay, tags, ord)
+), inserted AS (
+    INSERT INTO {schema}.jobs AS j (queue, kind, args, meta, state, priority, max_attempts, timeout,
+                                    scheduled_at, tags)
+    SELECT queue, kind, args::jsonb, meta::jsonb,
+           CASE WHEN due_at > now() THEN 'scheduled' ELSE 'available' END,
+           priority, max_attempts, timeout, due_at,
+           CASE WHEN tags IS NULL THEN '{{}}'::text[] ELSE ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)) END
+    FROM input ORDER BY ord
+    RETURNING j.id, j.queue
+), notified AS (
+    SELECT count(pg_notify($21, queue)) AS n FROM (SELECT DISTINCT queue FROM inserted) AS q
+)
+SELECT id FROM inserted, notified ORDER BY id
+"""
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -1512,6 +1549,8 @@ class Statements:
     JOB_LIST_STOPPING_OF_NODE: str
     JOB_STOPPING_ON: str
     JOB_UNIQUE_HOLDERS: str
+
+    JOB_INSERT_MANY_IDS: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -30,7 +30,7 @@ from engine.db.dependency_rows import DependencyRows
 from engine.db.faults import CONNECTION_ERRORS
 from engine.db.migrate import Migration, migrate
 from engine.db.rollup_rows import RollupRows
-from engine.db.rows import ClaimWindow, InsertRow, insert_columns, inserted_jobs
+from engine.db.rows import ClaimWindow, InsertRow, compact_insert_columns, insert_columns, inserted_jobs
 from engine.db.stopping_rows import StoppingRows
 from engine.db.unique_holders import UniqueHolders
 
@@ -145,6 +145,19 @@ class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, Definition
                 return await self._insert_waiting(c, rows)
             jobs, _new = await self._insert_rows(c, rows)
             return jobs
+
+    async def insert_ids(self, rows: Sequence[InsertRow], *, conn: asyncpg.Connection | None = None) -> list[int]:
+        """:meth:`insert`, returning only each row's job id. A batch of plain rows (no unique
+        key, no dependsOn) takes JOB_INSERT_MANY_IDS, which sends a column shared by every
+        row once and decodes one column back; any other batch goes through :meth:`insert`."""
+        if not rows:
+            return []
+        if any(row.unique_key or row.depends_on for row in rows):
+            return [job.id for job in await self.insert(rows, conn=conn)]
+        async with self.connection(conn) as c:
+            records = await c.fetch(self.statements.JOB_INSERT_MANY_IDS, *compact_insert_columns(rows),
+                                    self.statements.insert_channel)
+        return [r[0] for r in records]
 
     async def _insert_rows(self, conn: asyncpg.Connection, rows: Sequence[InsertRow],
                            retries: int = UNIQUE_RETRIES) -> tuple[list[Job], set[int]]:

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,11 @@ _OPTIONAL_META = JOB_OPTIONS.optional_meta
 
 # One encoder for every call: json.dumps with options builds a new one each time.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+# And the C encoder behind it built once: JSONEncoder.encode builds one per call, half the
+# cost of encoding a small args dict. Without circular-reference markers it keeps no state
+# between calls; a circular value ends in RecursionError, refused below like the rest.
+_ENCODE_CHUNKS = (c_make_encoder(None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False)
+                  if c_make_encoder is not None else None)
 
 
 # A NUL's escape in JSON text: \u0000 after an even number of backslashes (an odd number
@@ -41,7 +47,12 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 def encode_json(value: Any, where: str) -> str:
     """Compact JSON for ``value``, refusing what Postgres jsonb cannot hold."""
     try:
-        text = _ENCODER.encode(value)
+        if _ENCODE_CHUNKS is not None and isinstance(value, dict):
+            text = "".join(_ENCODE_CHUNKS(value, 0))
+        else:
+            text = _ENCODER.encode(value)
+    except RecursionError:
+        raise EnqueueError(f"{where} is not JSON: it contains itself, or is nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"{where} is not JSON: {exc}") from None
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
@@ -61,11 +72,12 @@ class Inserter:
         self.registry = registry
         self.secrets = secrets
 
-    def rows(self, specs: Sequence[JobSpec]) -> list[InsertRow]:
-        """One row per spec; raises :class:`EnqueueError` for the first bad one (naming its index
-        when there are several)."""
+    def rows(self, specs: Sequence[JobSpec], start: int = 0, stop: int | None = None) -> list[InsertRow]:
+        """One row per spec of ``specs[start:stop]``; raises :class:`EnqueueError` for the first
+        bad one (naming its index in ``specs`` when there are several)."""
         rows = []
-        for index, spec in enumerate(specs):
+        for index in range(start, len(specs) if stop is None else min(stop, len(specs))):
+            spec = specs[index]
             try:
                 rows.append(self.row(spec))
             except EnqueueError as exc:

@@ -85,3 +85,26 @@ def test_engine_enqueue_takes_every_job_option_and_nothing_else() -> None:
     # keyword that is not an option, or an option without a keyword, would be lost silently.
     keywords = set(inspect.signature(Engine.enqueue).parameters) - {"self", "kind", "args", "conn"}
     assert keywords == set(JOB_OPTIONS.by_name)
+
+
+# Beyond COMPARED: when each row is due, without the clock (the delay and the fixed time).
+DUE = ("CASE WHEN scheduled_at > inserted_at + interval '59 minutes' THEN 'later' ELSE 'now' END AS due",
+       "CASE WHEN scheduled_at > now() + interval '1 day' THEN scheduled_at END AS fixed_time")
+
+
+async def test_the_ids_insert_writes_the_rows_the_plain_insert_writes(store: JobStore) -> None:
+    # JOB_INSERT_MANY_IDS sends a column shared by every row as one value: a batch where each
+    # column varies somewhere, one where every column is shared, and a single row.
+    varied = [_row(), _row(queue="other", priority=-2, timeout=None, tags=[], meta={}),
+              _row(args={"n": 1}, delay=3600.0, max_attempts=1, tags=["a", "b"]),
+              _row(args={"n": 2}, scheduled_at="2030-01-01T00:00:00+00:00", meta={"vars": {"y": "é"}})]
+    for batch in (varied, [_row(args={"n": n}) for n in range(3)], [_row()]):
+        jobs = await store.insert(batch)  # JOB_INSERT_MANY_PLAIN
+        ids = await store.insert_ids(batch)
+        assert len(ids) == len(batch) and ids == sorted(ids) and ids[0] > jobs[-1].id
+        async with store.pool.acquire() as conn:
+            rows = [[dict(r) for r in await conn.fetch(
+                f'SELECT {", ".join(COMPARED + DUE)} FROM "{store.schema}".jobs WHERE id = ANY($1) ORDER BY id', got)]
+                for got in (ids, [job.id for job in jobs])]
+        assert rows[0] == rows[1]
+    assert [r["due"] for r in rows[0]] == ["now"]

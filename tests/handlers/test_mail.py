@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import MailArgs, MailDeliveryError, build_message, default_sender
+from handlers.mail import ADDRESS, PLAIN_ADDRESS, MailArgs, MailDeliveryError, build_message, default_sender
 from tests.handlers.conftest import SmtpPeer
 
 GAME_UPDATE = {
@@ -235,3 +236,25 @@ async def test_mail_without_a_sender_uses_the_default_one(make_harness, smtp_pee
     assert result["accepted"] == ["ops@example.com"]
     assert smtp_peer.messages[0].mail_from == default_sender()
     assert default_sender().startswith("jobengine@") and " " not in default_sender()
+
+
+@pytest.mark.parametrize("address", [
+    "player1@example.com", "a.b-c+tag@mail.example.co.kr", "o'hara{x}|y~@ex-ample.org", "x@localhost",
+    "Hong Gildong <hong@example.com>", "hong@example.com (Hong)", '"a b"@example.com', "a..b@example.com",
+    "홍길동@example.com", " spaced@example.com ", "a@b@c.com", "not-an-address",
+])
+def test_a_bare_address_and_the_parsed_one_give_the_same_mailbox(address: str) -> None:
+    # _mailbox hands a bare dot-atom address back without parsing it: the same result
+    # parseaddr + formataddr give, and the same refusals for the rest.
+    name, addr = parseaddr(address)
+    try:
+        parsed = formataddr((name, addr)) if ADDRESS.match(addr) else None
+    except ValueError:  # formataddr refuses a non-ASCII address, and so does validation
+        parsed = None
+    if PLAIN_ADDRESS.fullmatch(address):
+        assert parsed == address
+    try:
+        got = MailArgs.model_validate({"to": address, "subject": "s", "text": "t"}).to
+    except ValidationError:
+        got = None
+    assert got == (None if parsed is None else [parsed])
