@@ -145,6 +145,7 @@ def _form(request: web.Request, values: dict[str, str], *, editing: str | None, 
     loose = {field: message for field, message in errors.items() if field not in placed}
     return render(request, "definition_form.html", {
         "nav": "definitions", "notice": None, "values": values, "editing": editing, "kinds": kinds, "kind": kind,
+        "job": None, "one_off": False,
         "fields": fields, "schema_known": schema is not None, "errors": errors, "loose": loose,
         "secrets": request.app[ENGINE].secrets.names}, status=status)
 

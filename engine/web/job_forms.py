@@ -38,7 +38,8 @@ def _form(request: web.Request, values: dict[str, str], *, job: Job | None = Non
           errors: dict[str, str] | None = None, status: int = 200) -> web.Response:
     kind = values.get("kind") or "log"
     return render(request, "job_form.html", {
-        "nav": "jobs", "notice": None, "values": values, "job": job, "kinds": kinds_json(request.app[ENGINE]),
+        "nav": "jobs", "notice": None, "values": values, "job": job, "one_off": True,
+        "kinds": kinds_json(request.app[ENGINE]),
         "kind": kind,
         "fields": schema_fields(_schema(request, kind) or {}), "schema_known": _schema(request, kind) is not None,
         "errors": errors or {}, "secrets": request.app[ENGINE].secrets.names}, status=status)
