@@ -22,6 +22,7 @@ async def _log_in(page: Any, dashboard: Dashboard, member: Member) -> None:
     await page.click("form.box button")
     await expect(page.locator("header.top .role")).to_have_text(member.role)
     await expect(page.locator("header.top .who-name")).to_have_text(member.name)
+    await expect(page.locator("html[data-js=ready]")).to_have_count(1)  # its controls are wired
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "admin"])

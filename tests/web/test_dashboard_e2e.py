@@ -17,6 +17,7 @@ async def _log_in(page: Any, dashboard: Dashboard, target: str = "/") -> None:
     await page.fill("input[name=token]", TOKEN)
     await page.click("form.box button")
     await expect(page.locator("header.top .role")).to_have_text("operator")
+    await expect(page.locator("html[data-js=ready]")).to_have_count(1)  # its controls are wired
 
 
 def _cell(page: Any, queue: str, state: str) -> Any:

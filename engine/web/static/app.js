@@ -197,4 +197,6 @@
   localTimes(document);
   document.body.addEventListener("htmx:afterSettle", function (event) { localTimes(event.detail.elt); });
   setUp();
+  // Deferred scripts run after the page is shown: say when the page's controls are wired.
+  document.documentElement.setAttribute("data-js", "ready");
 })();
