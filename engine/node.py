@@ -10,9 +10,6 @@ gracefully. The :class:`engine.engine.Engine` facade owns one when it processes 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
-import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -29,7 +26,8 @@ from engine.cron.ticker import CronTicker
 from engine.db.faults import CONNECTION_ERRORS, log_fault
 from engine.db.store import JobStore
 from engine.maintenance.attempt_log_writer import AttemptLogWriter
-from engine.maintenance.lifeline import Lifeline
+from engine.maintenance.lifeline import Lifeline, node_identity
+from engine.maintenance.loop_watchdog import LoopWatchdog
 from engine.maintenance.pruner import Pruner
 from engine.maintenance.rollup import Rollup
 from engine.maintenance.stager import Stager
@@ -46,15 +44,6 @@ log = structlog.get_logger("jobengine")
 # that then runs for RESTART_CAP seconds without ending again starts its count afresh.
 RESTART_BASE = 0.1
 RESTART_CAP = 30.0
-
-
-def node_identity() -> dict[str, Any]:
-    """Who runs this node: host, process id and jobengine version (sent with every heartbeat)."""
-    try:
-        version = importlib.metadata.version("jobengine")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"host": socket.gethostname(), "pid": os.getpid(), "version": version}
 
 
 class NodeSupervisor:
@@ -88,6 +77,9 @@ class NodeSupervisor:
         self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
         self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
         self._watchers: list[Callable[[str, str], None]] = []
+        # Notices a blocked event loop from a thread, reading the running (id, kind) from there.
+        self._watchdog = LoopWatchdog(threshold=config.lifeline.stall_warning, node=node, running_jobs=lambda: [
+            (r.job.id, r.job.kind) for p in list(self.producers.values()) for r in list(p.running.values())])
 
     def watch(self, watcher: Callable[[str, str], None]) -> Callable[[], None]:
         """Call ``watcher(topic, detail)`` for every notification the LISTEN connection hears:
@@ -108,6 +100,7 @@ class NodeSupervisor:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._host = asyncio.create_task(self._host_main(ready), name=f"jobengine {self.node}")
         await ready
+        self._watchdog.start(asyncio.get_running_loop())
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let running jobs finish within ``grace`` seconds, then cancel
@@ -119,6 +112,15 @@ class NodeSupervisor:
                 await self._host
             finally:
                 self._host = None
+                self._watchdog.stop()
+
+    @property
+    def loop_stalls(self) -> int:  # stalls of the event loop over lifeline.stall_warning, for /metrics
+        return self._watchdog.stalls
+
+    @property
+    def longest_stall_seconds(self) -> float:
+        return self._watchdog.longest
 
     def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
         assert self.store is not None
@@ -285,9 +287,11 @@ class NodeSupervisor:
     def _on_lease_lost(self, silent_for: float) -> None:
         """No heartbeat landed for nearly ``rescue_after``: stop every running job before
         another node may rescue it (see engine/maintenance/lifeline.py)."""
-        stopped = sum(producer.lose_lease(silent_for) for producer in self.producers.values())
-        log.error("stopped running jobs: this node cannot reach the database", jobs=stopped,
-                  silent_for=round(silent_for, 1))
+        # A stall during the silence is why heartbeats were not sent: the jobs' reasons say so.
+        cause = self._watchdog.explain(silent_for)
+        stopped = sum(producer.lose_lease(silent_for, cause) for producer in self.producers.values())
+        log.error("stopped running jobs: this node could not heartbeat", jobs=stopped,
+                  silent_for=round(silent_for, 1), cause=cause or "the database did not answer")
 
     @property
     def healthy(self) -> bool:
@@ -387,7 +391,6 @@ class NodeSupervisor:
             target.resume()
         elif action == "scale" and isinstance(message.get("concurrency"), int):
             target.scale(message["concurrency"])
-
 
 
 def _cancelling() -> bool:

@@ -132,12 +132,14 @@ class Ack:
                    job=job)
 
     @classmethod
-    def lease_lost(cls, job: Job, silent_for: float) -> Ack:
+    def lease_lost(cls, job: Job, silent_for: float, cause: str | None = None) -> Ack:
         """A job this node stopped because its lease may have expired: available again at
-        once, the attempt not spent, the reason recorded."""
+        once, the attempt not spent, the reason recorded. ``cause`` says why heartbeats were
+        not sent when the node knows (``the event loop was blocked for 2.0s (while job 7 ran)``)."""
+        why = f" because {cause}" if cause else ""
         error = ErrorEntry.now(job.attempt, "rescued",
-                               f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s, so "
-                               "another node may rescue the job; returned to be retried")
+                               f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s{why}, "
+                               "so another node may rescue the job; returned to be retried")
         job_id, attempt, at = cls._fence(job)
         return cls(job_id, attempt, at, JobState.AVAILABLE, delay=0.0, refund=True, error=error.as_dict(), job=job)
 

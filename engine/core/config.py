@@ -187,6 +187,8 @@ class LifelineConfig(Section):
     heartbeat_interval: Duration = 5.0
     rescue_after: Duration = 30.0
     max_rescues: int = Field(3, ge=1)
+    # An event loop that runs no callback for this long is a stall: logged, counted in /metrics.
+    stall_warning: Duration = Field(1.0, gt=0)
 
 
 class CronEntryConfig(Section):

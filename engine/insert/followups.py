@@ -3,8 +3,9 @@ on completion; ``onFailure`` and failure notifications on discard.
 
 The rows travel on the parent's :class:`~engine.core.acks.Ack` and :meth:`JobStore.finish`
 inserts them only when that ack applies, in its transaction: a parent is never completed
-without its child, a child never exists without its finished parent, and an ack applied
-twice (it cannot be: acks are fenced by attempt and claim time) could not create two.
+without its child (a child refused as it is built fails the parent's attempt instead), a
+child never exists without its finished parent, and an ack applied twice (it cannot be:
+acks are fenced by attempt and claim time) could not create two.
 
 - A child records ``meta.parent_id``; ``meta.parent_result`` carries the parent's result,
   so ``{{result.X}}`` (or plain ``{{X}}``) in the child resolves to it when the child runs.
@@ -43,7 +44,7 @@ from engine.insert.flow import parse_child_document
 from engine.insert.inserter import Inserter
 
 __all__ = [
-    "NOTIFICATION_META", "NOTIFICATION_QUEUE", "Followups", "notification_settings",
+    "NOTIFICATION_META", "NOTIFICATION_QUEUE", "FollowupRefused", "Followups", "notification_settings",
     "with_notification_queue",
 ]
 
@@ -54,6 +55,12 @@ NOTIFICATION_QUEUE = "notifications"
 NOTIFICATION_CONCURRENCY = 5
 NOTIFICATION_TAG = "failure-notification"
 _NOTIFICATION_KEYS = frozenset({"email", "webhook", "queue"})
+
+
+class FollowupRefused(Exception):
+    """A completed job's ``onSuccess`` child can no longer be inserted (its document or its
+    kind was valid at enqueue, then the registry changed): the parent must not complete
+    without it, so its attempt fails instead, naming the child."""
 
 
 def notification_settings(config: Config) -> dict[str, Any]:
@@ -104,10 +111,17 @@ class Followups:
         self.notifications = notification_settings(config)
 
     def on_completed(self, job: Job, result: Any) -> tuple[InsertRow, ...]:
+        """The ``onSuccess`` child's row; raises :class:`FollowupRefused` when it cannot be built."""
         document = job.meta.get("on_success")
         if not document:
             return ()
-        return self._rows(job, [self._from_document(job, document, result, "onSuccess")])
+        kind = document.get("jobType") if isinstance(document, dict) else None
+        try:
+            spec = self._child(job, parse_child_document(document), result)
+            return (self.inserter.row(spec),)
+        except ValueError as exc:  # EnqueueError too: validated at enqueue, so the registry changed since
+            raise FollowupRefused(f"the onSuccess job {kind!r} was refused, so this job cannot complete "
+                                  f"without it: {exc}") from exc
 
     def on_discarded(self, job: Job, error: dict[str, Any]) -> tuple[InsertRow, ...]:
         specs: list[JobSpec | None] = []
@@ -123,6 +137,10 @@ class Followups:
         except ValueError as exc:  # validated at enqueue: only a changed registry gets here
             log.error("follow-up document invalid", job_id=job.id, field=field, error=str(exc))
             return None
+        return self._child(job, spec, result)
+
+    @staticmethod
+    def _child(job: Job, spec: JobSpec, result: Any) -> JobSpec:
         meta = {**spec.extra_meta, "parent_id": job.id, "parent_result": result}
         return replace(spec, extra_meta=meta, vars={**job.vars, **spec.vars})
 

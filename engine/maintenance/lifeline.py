@@ -15,6 +15,9 @@ every later stall is fenced too.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -31,6 +34,15 @@ from engine.db.rows import InsertRow
 from engine.db.store import JobStore
 
 log = structlog.get_logger("jobengine.lifeline")
+
+
+def node_identity() -> dict[str, Any]:
+    """Who runs this node: host, process id and jobengine version (sent with every heartbeat)."""
+    try:
+        version = importlib.metadata.version("jobengine")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"host": socket.gethostname(), "pid": os.getpid(), "version": version}
 
 
 class Lifeline:

@@ -27,7 +27,7 @@ from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Sn
 from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
 from engine.core.templating import Scope, build_scope, render
-from engine.insert.followups import Followups
+from engine.insert.followups import FollowupRefused, Followups
 from engine.queues.threads import ThreadPools
 
 MAX_ERROR_CHARS = 2_000
@@ -182,7 +182,10 @@ class Executor:
         match outcome:
             case Completed(value):
                 result = self._cap_result(self.secrets.redact(value))
-                return Ack.completed(job, result, self.followups.on_completed(job, result))
+                try:
+                    return Ack.completed(job, result, self.followups.on_completed(job, result))
+                except FollowupRefused as exc:  # never complete without the child: a failed attempt
+                    return self._failure(job, exc, "")
             case Snooze(seconds):
                 return Ack.snoozed(job, seconds)
             case Cancel(reason):

@@ -66,6 +66,7 @@ class Producer:
         self._drain_scope: anyio.CancelScope | None = None
         self._hurried = False
         self._lease_silence = 0.0
+        self._lease_cause: str | None = None
         self._lease_lost = False  # no claims from lose_lease until regain_lease: they could be rescued
         self.limits = limits  # flow control: shared rate / global limits (None: the plain claim)
         self._held_until = 0.0  # monotonic time before which a limit holds claims back
@@ -114,10 +115,12 @@ class Producer:
         self._nudge.set()
         await self._stopped.wait()
 
-    def lose_lease(self, silent_for: float) -> int:
+    def lose_lease(self, silent_for: float, cause: str | None = None) -> int:
         """This node could not heartbeat for ``silent_for`` seconds and other nodes may soon
-        rescue its jobs: stop them all (each goes back, unspent, once the database answers)."""
+        rescue its jobs: stop them all (each goes back, unspent, once the database answers).
+        ``cause``: why, when known (a blocked event loop), for the jobs' reasons."""
         self._lease_silence = silent_for
+        self._lease_cause = cause
         self._lease_lost = True
         for running in self.running.values():
             running.stop_reason = "lease lost"
@@ -255,7 +258,7 @@ class Producer:
             if running.scope.cancelled_caught and running.stop_reason == "shutdown":
                 self.released.append(running.job.id)
             elif running.scope.cancelled_caught and running.stop_reason == "lease lost":
-                self.acker.put(Ack.lease_lost(running.job, self._lease_silence))
+                self.acker.put(Ack.lease_lost(running.job, self._lease_silence, self._lease_cause))
             elif running.scope.cancelled_caught and running.stop_reason == "cancelled":
                 # The row is cancelled already, so this ack is stale: it tells the job's
                 # readers that the handler has stopped (retry and delete wait for that).

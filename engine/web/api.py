@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.engine import Engine
 from engine.queues.threads import ThreadPools
 from engine.web import actions
 from engine.web import cron as cron_entries
@@ -191,12 +192,23 @@ def thread_gauges(threads: ThreadPools) -> list[Gauge]:
                   "cancel, stop) in this process.", {(): threads.abandoned})]
 
 
+def loop_gauges(engine: Engine) -> list[Gauge]:
+    """Stalls of this process's event loop (a handler that blocks it), while it processes jobs."""
+    supervisor = engine.supervisor
+    if supervisor is None:
+        return []
+    return [Gauge("jobengine_loop_stalls_total", "Times this process's event loop ran nothing for over "
+                  "lifeline.stall_warning seconds.", {(): supervisor.loop_stalls}, counter=True),
+            Gauge("jobengine_loop_longest_stall_seconds", "The longest stall of this process's event loop.",
+                  {(): supervisor.longest_stall_seconds})]
+
+
 async def metrics(request: web.Request) -> web.Response:
     up = await job_store(request.app[ENGINE]).ping()
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
         gauges += database_gauges(await request.app[SNAPSHOTS].overview())
-    gauges += thread_gauges(request.app[ENGINE].executor.threads)
+    gauges += thread_gauges(request.app[ENGINE].executor.threads) + loop_gauges(request.app[ENGINE])
     body, content_type = request.app[METRICS].exposition(gauges, request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -28,7 +28,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -45,15 +45,17 @@ FAILED_STATES = frozenset({"retryable", "discarded"})
 @dataclass(slots=True)
 class Gauge:
     """A gauge family read at scrape time; ``samples`` maps label pairs (the same names in
-    every sample) to a value."""
+    every sample) to a value. ``counter``: a total kept elsewhere, exposed as a counter."""
 
     name: str
     help: str
     samples: dict[Labels, float] = field(default_factory=dict)
+    counter: bool = False
 
-    def family(self) -> GaugeMetricFamily:
+    def family(self) -> GaugeMetricFamily | CounterMetricFamily:
         names = [name for name, _ in next(iter(self.samples), ())]
-        family = GaugeMetricFamily(self.name, self.help, labels=names)
+        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
+        family = kind(self.name, self.help, labels=names)
         for labels, value in sorted(self.samples.items()):
             family.add_metric([value for _, value in labels], value)
         return family
