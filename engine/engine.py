@@ -326,7 +326,7 @@ class Engine:
                         tag: str | None = None, search: str | None = None, before_id: int | None = None,
                         limit: int = 50, query: str | None = None) -> list[Job]:
         """Jobs newest first, filtered; pass the last id as ``before_id`` for the next page.
-        ``query`` is the search language of SPEC section 12 (``kind:mail args.to:a@b.c``);
+        ``query`` is the search language (README, "Finding jobs"): ``kind:mail args.to:a@b.c``;
         a malformed one raises :class:`~engine.core.search.SearchError` naming the term.
         Every filter but text reads an index, so this stays fast on a table of millions.
 

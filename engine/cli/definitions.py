@@ -1,4 +1,4 @@
-"""``jobengine definitions``: saved jobs (SPEC section 10) from the command line.
+"""``jobengine definitions``: saved jobs (README, "Managing jobs from the dashboard") from the command line.
 
     jobengine definitions                                  every definition: trigger, next run, last run, counts
     jobengine definitions show nightly-backup              one definition (its whole document)

@@ -52,7 +52,7 @@ EXAMPLES = """examples:
 
 Every setting can also come from the environment: JOBENGINE_DATABASE_URL,
 JOBENGINE_QUEUES__DEFAULT__CONCURRENCY=20, JOBENGINE_DASHBOARD__TOKEN=... (see README)."""
-QUERY_EXAMPLES = """search terms (combined with AND; SPEC section 12):
+QUERY_EXAMPLES = """search terms (combined with AND; README, "Finding jobs"):
   id:123  kind:mail  queue:default  state:discarded,retryable  tag:billing  node:NAME
   definition:NAME  args.to:a@example.com  args.data.userId:7  error:"timed out"  bare words
 

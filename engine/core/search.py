@@ -1,4 +1,4 @@
-"""The job search language (SPEC section 12), parsed into a :class:`JobQuery`; pure, no I/O.
+"""The job search language (README, "Finding jobs"), parsed into a :class:`JobQuery`; pure, no I/O.
 
 Terms are separated by spaces and combine with AND::
 

@@ -1,4 +1,4 @@
-"""Definitions as the API reads and writes them (SPEC section 10): the body's validation,
+"""Definitions as the API reads and writes them (README, "Managing jobs from the dashboard"): the body's validation,
 with every problem named by its field path (``trigger.at``, ``job.data.host``), the row it
 is stored as, its next runs, and its JSON form.
 
@@ -254,7 +254,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def definition_json(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A stored definition as the API returns it (SPEC section 10)."""
+    """A stored definition as the API returns it (README, "Managing jobs from the dashboard")."""
     upcoming = next_runs(row, now)
     last = None
     if row["last_run_job_id"] is not None:

@@ -97,7 +97,7 @@ class JobFilter:
         return flt
 
     def search(self) -> JobQuery:
-        """The search (``q``, SPEC section 12) AND the form's state, queue, kind and tag."""
+        """The search (``q``: README, "Finding jobs") AND the form's state, queue, kind and tag."""
         try:
             return parse_query(self.q or "").merged(
                 states=(JobState(self.state),) if self.state else None, queue=self.queue, kind=self.kind,

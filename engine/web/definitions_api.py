@@ -1,4 +1,4 @@
-"""The JSON API of definitions (SPEC section 10): ``/api/definitions...``, ``/api/kinds``
+"""The JSON API of definitions (README, "Managing jobs from the dashboard"): ``/api/definitions...``, ``/api/kinds``
 and ``PATCH /api/jobs/{id}``. Invalid input is a 422 whose body names every field
 (``{"error", "status", "errors": [{"field", "message"}]}``); a name that exists, a config
 definition or a job that has started is a 409; nothing is saved on either."""

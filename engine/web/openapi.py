@@ -116,7 +116,7 @@ LIST_PARAMS = [
     _query("queue", TEXT, "Only this queue"), _query("kind", TEXT, "Only this kind"),
     _query("tag", TEXT, "Only jobs with this tag"),
     _query("q", {"type": "string", "maxLength": 500},
-           'Search terms combined with AND (SPEC section 12): id:123 kind:mail queue:default '
+           'Search terms combined with AND (README, "Finding jobs"): id:123 kind:mail queue:default '
            'state:discarded,retryable tag:billing node:NAME definition:NAME args.to:a@example.com '
            'error:"timed out", and bare words (text in args). Error text, bare words, node: and '
            'definition: are checked on the newest 50,000 jobs matching the other terms. A malformed '

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS {schema}.job_rollup_state (
 INSERT INTO {schema}.job_rollup_state (rolled_until) VALUES (date_trunc('minute', now()) - interval '7 days')
 ON CONFLICT (id) DO NOTHING;
 
--- Per minute, queue and kind, for users' own queries (SPEC section 6):
+-- Per minute, queue and kind, for users' own queries (README, "The SQL surface"):
 --   SELECT minute, sum(completed), sum(discarded) FROM jobengine.job_history
 --   WHERE minute > now() - interval '1 day' GROUP BY minute ORDER BY minute;
 CREATE OR REPLACE VIEW {schema}.job_history AS
@@ -73,7 +73,7 @@ CREATE INDEX IF NOT EXISTS attempt_logs_updated_at_idx ON {schema}.attempt_logs 
 
 -- The search part.
 --
--- `args.PATH:VALUE` (SPEC section 12, engine/core/search.py) is a containment test,
+-- `args.PATH:VALUE` (README, "Finding jobs"; engine/core/search.py) is a containment test,
 -- `args @> '{"to": "a@example.com"}'`, which a GIN index with jsonb_path_ops answers: it
 -- stores one hash per path-and-value, so it is about a third the size of the default jsonb
 -- GIN opclass and serves exactly `@>` (no key-exists operators, which search never uses).
