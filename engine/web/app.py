@@ -172,7 +172,7 @@ def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("engine.web", "templates"),
                              autoescape=jinja2.select_autoescape(["html"], default=True),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pretty=present.pretty, age=present.age, since=present.since, segment=segment,
+    env.filters.update(pretty=present.pretty, clip=present.clip, age=present.age, since=present.since, segment=segment,
                        compact=lambda v: json.dumps(v, ensure_ascii=False, separators=(", ", ": "), default=str))
     env.globals.update(url=url, groups=present.GROUPS, states=present.STATES, group_of=present.GROUP_OF)
     return env
