@@ -71,7 +71,8 @@ class _Strict(BaseModel):
 class _Unique(_Strict):
     keys: list[_Text] = []
     key: _Text | None = None
-    period: Annotated[float, Field(strict=True, gt=0)] | None = None  # seconds
+    # seconds; bounded so Postgres can hold it as an interval (1e-300 or 1e300 it cannot)
+    period: Annotated[float, Field(strict=True, ge=0.001, le=10 * 365 * 86_400)] | None = None
     states: list[JobState] | None = None
 
 
@@ -130,7 +131,15 @@ class _Document(_Strict):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         # A time without an offset is read as UTC rather than the server's local zone.
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            value.astimezone(UTC)  # 9999-12-31T23:00-12:00 is past the last date Python can hold
+        except OverflowError:
+            raise ValueError("out of range: give a time from year 1 to 9999 in UTC") from None
+        return value
 
     @model_validator(mode="after")
     def _one_start(self) -> _Document:

@@ -4,6 +4,7 @@ a 500."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any
 
@@ -23,21 +24,41 @@ from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
 from engine.web.stores import job_store
 
+MAX_JOB_ID = 2**63 - 1  # job ids are Postgres bigints
+
 
 async def _body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
     """The request's JSON object body."""
-    text = await request.text()
+    text = await body_text(request)
     if not text.strip():
         if required:
             raise BadRequest("request body: a JSON object is required")
         return {}
     try:
         body = json.loads(text)
+    except RecursionError:
+        raise BadRequest("request body: JSON nested too deeply") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body: must be a JSON object")
     return body
+
+
+async def body_text(request: web.Request) -> str:
+    """The body decoded by its declared charset (UTF-8 by default); an unknown charset or bytes
+    that are not in it are a 400 naming the problem."""
+    charset = request.charset or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        raise BadRequest(f"request body: unknown charset {charset[:40]!r}; send UTF-8") from None
+    raw = await request.read()
+    try:
+        return raw.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid {charset[:40]}: byte {exc.start} "
+                         f"({raw[exc.start:exc.start + 1]!r})") from None
 
 
 def _job_id(request: web.Request) -> int:
@@ -112,9 +133,9 @@ async def bulk(request: web.Request) -> web.Response:
         raise BadRequest("give exactly one of 'ids' (a list of job ids) and 'filter' (an object)")
     if "ids" in body:
         ids = body["ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0
-                                                for i in ids):
-            raise BadRequest("ids: must be a list of positive integers")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                and 0 < i <= MAX_JOB_ID for i in ids):
+            raise BadRequest(f"ids: must be a list of job ids (integers from 1 to {MAX_JOB_ID})")
         result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, ids=ids)
     else:
         if not isinstance(body["filter"], dict):

@@ -73,14 +73,35 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         response = error_response(request, exc.status, exc.reason)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("dashboard request: database unavailable", path=request.path, error=str(exc))
-        response = error_response(request, 503, f"database unavailable ({type(exc).__name__}); try again shortly")
-    except Exception:
-        log.exception("dashboard request failed", path=request.path, method=request.method)
-        response = error_response(request, 500, "internal error (logged on the server)")
+    except Exception as exc:
+        # By what the error means: a refused value is the request's fault (400), an unreachable
+        # database is transient (503), anything else is a bug (500, logged).
+        problem = refused_value(exc)
+        if problem is not None:
+            log.info("dashboard request: value refused", path=request.path, error=problem)
+            response = error_response(request, 400, problem)
+        elif isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            log.warning("dashboard request: database unavailable", path=request.path, error=str(exc))
+            response = error_response(request, 503, f"database unavailable ({type(exc).__name__}); try again shortly")
+        else:
+            log.exception("dashboard request failed", path=request.path, method=request.method)
+            response = error_response(request, 500, "internal error (logged on the server)")
     _headers(request, response)
     return response
+
+
+def refused_value(exc: BaseException) -> str | None:
+    """What was wrong with a value the database (or its driver) refused, or None when the
+    error says nothing about the request's values (the database is down, a bug)."""
+    if isinstance(exc, asyncpg.DataError):  # SQLSTATE class 22: out of range, bad text, NUL, bad encoding
+        return f"a value was refused ({exc.sqlstate}): {exc}"[:500]
+    if isinstance(exc, asyncpg.ProgramLimitExceededError):  # 54xxx: too deep or too big for Postgres
+        return f"a value is too large or nested too deeply ({exc.sqlstate}): {exc}"[:500]
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):  # the driver could not encode it
+        return f"a value was refused: {exc}"[:500]
+    if isinstance(exc, RecursionError):
+        return "a value is nested too deeply"
+    return None
 
 
 def _headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -172,7 +193,7 @@ def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("engine.web", "templates"),
                              autoescape=jinja2.select_autoescape(["html"], default=True),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pretty=present.pretty, age=present.age, since=present.since, segment=segment,
+    env.filters.update(pretty=present.pretty, clip=present.clip, age=present.age, since=present.since, segment=segment,
                        compact=lambda v: json.dumps(v, ensure_ascii=False, separators=(", ", ": "), default=str))
     env.globals.update(url=url, groups=present.GROUPS, states=present.STATES, group_of=present.GROUP_OF)
     return env

@@ -18,7 +18,7 @@ from engine.web.access import HIDDEN, check_filter, visible_job, visible_jobs
 from engine.web.actions import JobFilter
 from engine.web.context import ENGINE, SNAPSHOTS, principal_of, render, safe_next, url
 from engine.web.login import login, login_page, logout
-from engine.web.present import job_detail, job_summary
+from engine.web.present import job_detail, job_summary, json_blocks
 from engine.web.stores import job_store
 
 NOTICES = {
@@ -118,7 +118,8 @@ async def _job_context(request: web.Request) -> dict[str, Any]:
     logs = await job_store(request.app[ENGINE]).attempt_logs(job_id)
     shown = visible_job(principal_of(request), {**job_detail(job, extra, children, _secrets(request)),
                                                 "attempt_logs": logs})
-    return {"job": shown, "attempt_logs": shown["attempt_logs"] if shown["attempt_logs"] != HIDDEN else []}
+    return {"job": shown, "attempt_logs": shown["attempt_logs"] if shown["attempt_logs"] != HIDDEN else [],
+            "blocks": await json_blocks(shown)}
 
 
 async def job_page(request: web.Request) -> web.Response:

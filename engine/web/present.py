@@ -11,6 +11,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from engine.core.job import JOB_OPTIONS, Job, JobState
 from engine.core.secrets import Secrets
 
@@ -112,9 +115,73 @@ def _sort_key(event: tuple[str, str, str]) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def pretty(value: Any) -> str:
-    """JSON for a <pre> block (plain text: the template escapes it)."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+# A job page shows at most this much of each JSON block: indented JSON grows with the square of
+# its depth (a 908 KB job once rendered as an 819 MB page), so the page never shows it all.
+PRETTY_CAP = 64 * 1024
+# Above this much compact JSON a job page indents its blocks in a worker thread, not on the
+# event loop that also carries the engine's heartbeats.
+OFF_LOOP_BYTES = 32 * 1024
+_INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False, default=str)
+
+
+def pretty(value: Any, cap: int = PRETTY_CAP, whole_at: str = "") -> str:
+    """JSON for a <pre> block (plain text: the template escapes it), at most ``cap`` characters.
+
+    The indenting encoder yields the text piece by piece, so a huge value costs only the
+    first ``cap`` characters of work, however deep it nests.
+    """
+    parts: list[str] = []
+    size = 0
+    try:
+        for chunk in _INDENTED.iterencode(value):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                break
+        else:
+            return "".join(parts)
+    except RecursionError:
+        return f"(nested too deeply to show here{'; download the whole job from ' + whole_at if whole_at else ''})"
+    total = len(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).encode())
+    where = f", download the whole job from {whole_at}" if whole_at else ""
+    return "".join(parts)[:cap] + f"\n… shown: the first {cap // 1024} KB of {total:,} bytes of JSON{where}"
+
+
+def _compact_size(value: Any) -> int:
+    try:
+        return len(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))
+    except RecursionError:
+        return OFF_LOOP_BYTES + 1
+
+
+def _blocks(detail: dict[str, Any]) -> dict[str, str | None]:
+    whole_at = f"/api/jobs/{detail['id']}"
+    result = detail.get("result")
+    return {"args": pretty(detail.get("args"), whole_at=whole_at),
+            "result": None if result is None else pretty(result, whole_at=whole_at),
+            "document": pretty(detail.get("document"), whole_at=whole_at)}
+
+
+async def json_blocks(detail: dict[str, Any]) -> dict[str, str | None]:
+    """A job's args, result and document as capped pretty JSON for its page, computed once
+    per page (never recursively in the template); large jobs are indented off the loop.
+
+    Example::
+
+        (await json_blocks(job_detail(job, extra, children, secrets)))["args"]   # '{\n  "to": ...'
+    """
+    size = sum(_compact_size(detail.get(key)) for key in ("args", "result"))
+    if size <= OFF_LOOP_BYTES:
+        return _blocks(detail)
+    return await anyio.to_thread.run_sync(_blocks, detail)
+
+
+def clip(value: Any, cap: int = 16 * 1024) -> str:
+    """Error text for a job page: at most ``cap`` characters of it."""
+    text = "" if value is None else str(value)
+    if len(text) <= cap:
+        return text
+    return text[:cap] + f"\n… shown: the first {cap // 1024} KB of {len(text):,} characters"
 
 
 def age(seconds: float | None) -> str:
