@@ -104,10 +104,10 @@ ORDER BY unique_key, (state = ANY (unique_states)) DESC, id DESC
 # Claim up to $2 available jobs of queue $1 for node $3, highest priority first.
 # The CTE is the optimisation fence that keeps LIMIT + SKIP LOCKED on the small
 # partial index jobs_fetch_idx; the outer UPDATE only touches the claimed rows.
-JOB_FETCH_AVAILABLE = """
+_JOB_FETCH_AVAILABLE = """
 WITH picked AS (
     SELECT id FROM {schema}.jobs
-    WHERE state = 'available' AND queue = $1
+    WHERE state = 'available' AND queue = $1<not running here>
     ORDER BY priority DESC, scheduled_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -116,6 +116,7 @@ UPDATE {schema}.jobs AS j
 SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3
 FROM picked WHERE j.id = picked.id
 RETURNING """ + _job_columns("j")
+JOB_FETCH_AVAILABLE = _JOB_FETCH_AVAILABLE.replace("<not running here>", "")
 
 # Every final transition of an attempt, batched. Fenced: a row changes only while it
 # is still executing the very claim this ack belongs to (same attempt and claim time),
@@ -1327,18 +1328,7 @@ MIGRATION_SESSION_UNLOCK = "SELECT pg_advisory_unlock(hashtext($1))"
 # node that was frozen or cut off (its old attempt still running here) must not start a
 # second attempt beside the first in the same process. $1 queue, $2 limit, $3 node,
 # $4 bigint[] ids running here. `<> ALL` is a filter on the same index scan.
-JOB_FETCH_AVAILABLE_EXCEPT = """
-WITH picked AS (
-    SELECT id FROM {schema}.jobs
-    WHERE state = 'available' AND queue = $1 AND id <> ALL ($4::bigint[])
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs AS j
-SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3
-FROM picked WHERE j.id = picked.id
-RETURNING """ + _job_columns("j")
+JOB_FETCH_AVAILABLE_EXCEPT = _JOB_FETCH_AVAILABLE.replace("<not running here>", " AND id <> ALL ($4::bigint[])")
 
 # A cancelled job's attempt has stopped: its node's ack for it came back stale. Only the
 # very attempt the cancel caught. $1 id[], $2 attempt[], $3 attempted_at[].
