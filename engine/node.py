@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from engine.core import backoff
+from engine.core.claims import ClaimGate
 from engine.core.config import Config
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
@@ -66,6 +67,7 @@ class NodeSupervisor:
         self.notifier: Notifier | None = None
         self.lifeline: Lifeline | None = None
         self.acker: Acker | None = None
+        self.claims = ClaimGate()  # the producers' claims in flight, for the lifeline's lost-claim rescue
         self._stager: Stager | None = None
         self._cron_ticker: CronTicker | None = None
         self._host: asyncio.Task[None] | None = None
@@ -131,14 +133,14 @@ class NodeSupervisor:
                 name, concurrency=control.get("concurrency") or settings.concurrency,
                 paused=bool(control.get("paused", settings.paused)), store=self.store, executor=self.executor,
                 acker=self.acker, node=self.node, poll_interval=self.config.poll_interval,
-                limits=QueueLimits.from_config(settings))
+                limits=QueueLimits.from_config(settings), claims=self.claims)
         self._stager = Stager(self.store, poll_interval=self.config.poll_interval)
         self.notifier = Notifier(self.store, on_insert=self._on_insert, on_control=self.apply_control,
                                  on_reconnect=self._wake_all, check_interval=self.config.lifeline.heartbeat_interval)
         self.lifeline = Lifeline(self.store, node=self.node, queues=list(self.producers),
                                  config=self.config.lifeline, on_recovered=self._on_recovered,
                                  on_lease_lost=self._on_lease_lost, known_jobs=self._known_jobs,
-                                 claim_grace=2 * self.config.query_timeout + 5.0,
+                                 claim_grace=2 * self.config.query_timeout + 5.0, claims=self.claims,
                                  on_discarded=lambda job: self.executor.followups.on_discarded(job, job.errors[-1]),
                                  meta=node_identity(), describe=self.describe)
         assert self.cron is not None

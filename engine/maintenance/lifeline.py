@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
+from engine.core.claims import ClaimGate
 from engine.core.config import LifelineConfig
 from engine.core.errors import NodeNameInUse
 from engine.core.job import Job, JobState
@@ -70,7 +71,7 @@ class Lifeline:
                  on_lease_lost: Callable[[float], None] | None = None,
                  on_discarded: Callable[[Job], Sequence[InsertRow]] | None = None,
                  known_jobs: Callable[[], Collection[int]] | None = None, claim_grace: float = 30.0,
-                 describe: Callable[[], dict[str, Any]] | None = None) -> None:
+                 claims: ClaimGate | None = None, describe: Callable[[], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.node = node
         self.queues = list(queues)
@@ -81,6 +82,7 @@ class Lifeline:
         self.on_discarded = on_discarded
         self.known_jobs = known_jobs
         self.claim_grace = claim_grace
+        self.claims = claims  # the node's claims in flight: with none, a lost claim goes back at once
         self.describe = describe  # what changes between beats (running jobs per queue), for the nodes page
         self.failures = 0
         self.instance = uuid.uuid4().hex  # tells this process from another using the same node name
@@ -141,14 +143,21 @@ class Lifeline:
     async def rescue(self, *, starting: bool = False) -> list[Job]:
         """Rescue orphaned jobs once; returns them in their new state. ``starting``: this
         node runs nothing yet, so every job held under its name is an orphan."""
+        if starting or self.known_jobs is None or self.claims is None:
+            return await self._rescue(starting=starting, grace=0.0 if starting else self.claim_grace)
+        # Claims wait for the moment the rescue runs; a claim still on its way (a slow answer)
+        # makes the rescue leave this node's unknown jobs to the claim grace instead.
+        async with self.claims.quiet(wait=min(1.0, self.config.heartbeat_interval)) as quiet:
+            return await self._rescue(starting=False, grace=0.0 if quiet else self.claim_grace)
+
+    async def _rescue(self, *, starting: bool, grace: float) -> list[Job]:
         known = () if starting or self.known_jobs is None else list(self.known_jobs())
         jobs = await self.store.rescue_orphaned(
             self.config.rescue_after, self.config.max_rescues, node=self.node, known=known,
-            claim_grace=0.0 if starting else self.claim_grace,
-            on_discarded=self._followups if self.on_discarded is not None else None)
+            claim_grace=grace, on_discarded=self._followups if self.on_discarded is not None else None)
         stopped = await self.store.confirm_stopped_of_silent(
             self.config.rescue_after, restarting=self.node if starting else None, node=self.node, known=known,
-            claim_grace=self.claim_grace)
+            claim_grace=grace)
         if stopped:
             log.info("cancelled jobs whose node is gone are stopped", job_ids=stopped[:20], count=len(stopped))
         if jobs:

@@ -12,6 +12,7 @@ import structlog
 
 from engine.core import backoff
 from engine.core.acks import Ack, ErrorEntry
+from engine.core.claims import ClaimGate
 from engine.core.job import Job
 from engine.db.store import JobStore
 from engine.queues.acker import Acker
@@ -45,7 +46,8 @@ class Producer:
     """
 
     def __init__(self, name: str, *, concurrency: int, paused: bool, store: JobStore, executor: Executor,
-                 acker: Acker, node: str, poll_interval: float, limits: QueueLimits | None = None) -> None:
+                 acker: Acker, node: str, poll_interval: float, limits: QueueLimits | None = None,
+                 claims: ClaimGate | None = None) -> None:
         self.name = name
         self.limit = concurrency
         self.paused = paused
@@ -55,6 +57,7 @@ class Producer:
         self.node = node
         self.poll_interval = poll_interval
         self.running: dict[RunKey, RunningJob] = {}
+        self.claims = claims or ClaimGate()  # shared by the node's producers and its lifeline
         self.released: list[int] = []
         self._more = True
         self._signalled = False
@@ -170,7 +173,11 @@ class Producer:
                 # job the claim's snapshot missed: it must lead to one more look.
                 self._signalled = False
                 try:
-                    claimed = await self._claim(free)
+                    # The gate is left only once the claimed jobs are known to the node (running,
+                    # released or handed back): the lifeline may rescue any other at once.
+                    async with self.claims.claiming():
+                        claimed = await self._claim(free)
+                        batch = await self._place(claimed)
                     failures = 0
                 except Exception as exc:  # a database fault must not end the producer
                     failures += 1
@@ -181,20 +188,29 @@ class Producer:
                         await self._nudge.wait()
                     self._nudge = anyio.Event()
                     continue
-                if self._stopping:  # claimed while the stop came: never start them
-                    self.released.extend(job.id for job in claimed)
+                if self._stopping:
                     break
-                if self.paused and claimed:  # paused while the claim was in flight: hand them back
-                    await self._hand_back(claimed)
+                if batch is None:
                     continue
                 self._more = len(claimed) == free or self._signalled
-                batch = [RunningJob(job) for job in claimed]
-                self.running.update((r.key, r) for r in batch)
                 if batch:
                     jobs.start_soon(self._run_batch, batch, name=f"jobengine {self.name} batch")
                 if self._more and self.limit - len(self.running) > 0:
                     continue
             await self._wait()
+
+    async def _place(self, claimed: list[Job]) -> list[RunningJob] | None:
+        """Register what a claim got: to run (returned), to release at shutdown (claimed
+        while the stop came), or handed back (paused while the claim was in flight: None)."""
+        if self._stopping:
+            self.released.extend(job.id for job in claimed)
+            return []
+        if self.paused and claimed:
+            await self._hand_back(claimed)
+            return None
+        batch = [RunningJob(job) for job in claimed]
+        self.running.update((r.key, r) for r in batch)
+        return batch
 
     async def _hand_back(self, claimed: list[Job]) -> None:
         try:

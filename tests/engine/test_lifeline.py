@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import anyio
 import asyncpg
 import structlog
 
 from engine.core.acks import Ack
+from engine.core.claims import ClaimGate
 from engine.engine import Engine
 from engine.maintenance.lifeline import Lifeline
 from engine.queues.acker import Acker
@@ -126,6 +128,53 @@ async def test_lost_claim_is_rescued_once_no_answer_can_still_be_on_its_way(star
     await wait_until(lifeline.rescue, timeout=5)
     assert (await client.get(lost.id)).state == "available"
     assert (await client.get(held.id)).state == "executing"
+
+
+async def test_lost_claim_goes_back_at_the_next_rescue_when_no_claim_is_on_its_way(start_engine, recorder) -> None:
+    # The node knows its claims in flight (the gate): with none, an unknown job under its
+    # name can only be a lost claim, whatever its age; one still on its way defers to the grace.
+    client = await start_engine(scripted_registry(recorder))
+    lost, held = await client.enqueue_many([{"jobType": "scripted", "data": {}}] * 2)
+    gate = ClaimGate()
+    lifeline = Lifeline(client.store, node="node-1", queues=["default"], config=client.config.lifeline,
+                        known_jobs=lambda: [held.id], claim_grace=60, claims=gate)
+    await lifeline.beat()
+    await client.store.fetch("default", 2, "node-1")  # node-1 only ever saw `held`
+    on_its_way = anyio.Event()
+    answered = anyio.Event()
+
+    async def claim_in_flight() -> None:
+        async with gate.claiming():
+            on_its_way.set()
+            await answered.wait()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(claim_in_flight)
+        await on_its_way.wait()
+        with anyio.fail_after(5):
+            assert await lifeline.rescue() == []  # the claim in flight might be the one that got `lost`
+        answered.set()
+    assert [job.id for job in await lifeline.rescue()] == [lost.id]
+    assert (await client.get(lost.id)).state == "available"
+    assert (await client.get(held.id)).state == "executing"
+
+
+async def test_claims_wait_while_the_rescue_runs() -> None:
+    gate = ClaimGate()
+    order: list[str] = []
+
+    async def claim() -> None:
+        async with gate.claiming():
+            order.append("claim")
+
+    async with anyio.create_task_group() as group:
+        async with gate.quiet(wait=1) as quiet:
+            assert quiet
+            group.start_soon(claim)
+            await anyio.sleep(0)  # the claim task runs up to the gate
+            await anyio.sleep(0)
+            order.append("rescue")
+    assert order == ["rescue", "claim"]
 
 
 async def test_node_that_cannot_heartbeat_stops_its_jobs_before_they_may_be_rescued(make_config, pg_url) -> None:
