@@ -9,10 +9,11 @@ import json
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from engine.engine import Engine
 from engine.queues.threads import ThreadPools
-from engine.web import actions
+from engine.web import actions, api_models
 from engine.web import cron as cron_entries
 from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import BadRequest, JobFilter
@@ -61,6 +62,16 @@ async def body_text(request: web.Request) -> str:
                          f"({raw[exc.start:exc.start + 1]!r})") from None
 
 
+def _answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response:
+    """``data`` as JSON, once it validated as ``model``, the type /api/openapi.json documents
+    for the answer: an answer that drifted from its document is a bug, logged with its
+    traceback (a 500), never a silent difference. The data is sent as built (validating
+    ``Any`` fields does not walk them; re-serialising a 500-level job would hit pydantic's
+    depth limit)."""
+    model.model_validate(data)
+    return web.json_response(data, status=status)
+
+
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["job_id"]
     if not raw.isdigit() or len(raw) > 18:
@@ -79,7 +90,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     cursor = None
     if more and rows:
         cursor = {("after" if flt.ascending else "before"): rows[-1]["id"]}
-    return web.json_response({"jobs": rows, "next": cursor})
+    return _answer(api_models.JobPage, {"jobs": rows, "next": cursor})
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -92,7 +103,7 @@ async def enqueue(request: web.Request) -> web.Response:
     request.app[SNAPSHOTS].invalidate()
     await record(request.app[ENGINE], principal_of(request), "job.enqueue", f"job:{job.id}", kind=job.kind,
                  queue=job.queue)
-    return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
+    return _answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -101,7 +112,8 @@ async def get_job(request: web.Request) -> web.Response:
     detail = job_detail(job, extra, children, request.app[ENGINE].secrets)
     logs = [{**entry, "updated_at": entry["updated_at"].isoformat()}
             for entry in await job_store(request.app[ENGINE]).attempt_logs(job_id)]
-    return web.json_response({"job": visible_job(principal_of(request), {**detail, "attempt_logs": logs})})
+    return _answer(api_models.JobDetailAnswer, {"job": visible_job(principal_of(request),
+                                                                   {**detail, "attempt_logs": logs})})
 
 
 async def job_action(request: web.Request) -> web.Response:
@@ -112,8 +124,8 @@ async def job_action(request: web.Request) -> web.Response:
     job = await actions.job_action(request.app[ENGINE], principal_of(request), action, job_id)
     request.app[SNAPSHOTS].invalidate()
     if job is None:
-        return web.json_response({"deleted": job_id})
-    return web.json_response({"job": job_summary(job, request.app[ENGINE].secrets)})
+        return _answer(api_models.Deleted, {"deleted": job_id})
+    return _answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)})
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -121,7 +133,7 @@ async def delete_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     await actions.job_action(request.app[ENGINE], principal_of(request), "delete", job_id)
     request.app[SNAPSHOTS].invalidate()
-    return web.json_response({"deleted": job_id})
+    return _answer(api_models.Deleted, {"deleted": job_id})
 
 
 async def bulk(request: web.Request) -> web.Response:
@@ -143,14 +155,14 @@ async def bulk(request: web.Request) -> web.Response:
         flt = JobFilter.parse({k: str(v) for k, v in body["filter"].items() if v is not None})
         result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, flt=flt)
     request.app[SNAPSHOTS].invalidate()
-    return web.json_response(result)
+    return _answer(api_models.BulkResult, result)
 
 
 # --- queues and stats ------------------------------------------------------------------------
 
 async def queues(request: web.Request) -> web.Response:
     overview = await request.app[SNAPSHOTS].overview()
-    return web.json_response({"queues": [queue.as_dict() for queue in overview.queues]})
+    return _answer(api_models.QueueList, {"queues": [queue.as_dict() for queue in overview.queues]})
 
 
 async def queue_action(request: web.Request) -> web.Response:
@@ -161,23 +173,23 @@ async def queue_action(request: web.Request) -> web.Response:
     snapshots.invalidate()
     overview = await snapshots.overview()
     found = next((q.as_dict() for q in overview.queues if q.name == name), None)
-    return web.json_response({"queue": found or {"name": name}})
+    return _answer(api_models.QueueAnswer, {"queue": found or {"name": name}})
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response((await request.app[SNAPSHOTS].overview()).as_dict())
+    return _answer(api_models.Stats, (await request.app[SNAPSHOTS].overview()).as_dict())
 
 
 # --- cron ------------------------------------------------------------------------------------
 
 async def cron_list(request: web.Request) -> web.Response:
-    return web.json_response({"entries": await cron_entries.list_entries(request.app[ENGINE])})
+    return _answer(api_models.CronList, {"entries": await cron_entries.list_entries(request.app[ENGINE])})
 
 
 async def cron_action(request: web.Request) -> web.Response:
     result = await cron_entries.cron_action(request.app[ENGINE], principal_of(request),
                                             request.match_info["name"], request.match_info["action"])
-    return web.json_response(result)
+    return _answer(api_models.CronActionResult, result)
 
 
 # --- documents, metrics, health ----------------------------------------------------------------
@@ -242,7 +254,7 @@ async def healthz(request: web.Request) -> web.Response:
     health = engine.health()
     healthy = up and bool(health["healthy"])
     body = {**health, "status": "ok" if healthy else "unavailable", "database": up, "healthy": healthy}
-    return web.json_response(body, status=200 if healthy else 503)
+    return _answer(api_models.Health, body, status=200 if healthy else 503)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,140 +1,160 @@
-"""The OpenAPI operations of definitions, kinds and job edits, merged into
-``/api/openapi.json`` by :mod:`engine.web.openapi`. Request bodies are generated from the
-pydantic models that validate them (``DefinitionBody``, ``JobPatch``), so the document
-cannot drift from the checks."""
+"""The operations of definitions, kinds and job edits (README, "Managing jobs from the
+dashboard"), rows of the operation table that :mod:`engine.web.openapi` builds
+``/api/openapi.json`` from. Request bodies are the pydantic models that validate them
+(``DefinitionBody``, ``JobPatch``); answers are the models below, so the document cannot
+drift from the checks.
+
+Example::
+
+    [op.id for op in DEFINITION_OPERATIONS][:2]     # ['listDefinitions', 'createDefinition']
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import ConfigDict, Field
 
-from engine.cron.definition_model import DefinitionBody
-from engine.web.actions import MAX_PAGE
+from engine.cron.definition_model import CronTrigger, DefinitionBody, FieldError, ManualTrigger, OnceTrigger
+from engine.web.api_models import Cursor, Error, IsoTime, Job, JobAnswer, JobPath, Limit, Model, Operation
 from engine.web.job_edit import JobPatch
 
-REF = "#/components/schemas/{model}"
-TIME = {"type": ["string", "null"], "format": "date-time"}
-NAME = {"name": "name", "in": "path", "required": True, "description": "Definition name",
-        "schema": {"type": "string", "maxLength": 200}}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "Job id",
-          "schema": {"type": "integer", "minimum": 1}}
-TEXTS = {401: "No or wrong credentials", 403: "Forbidden: read-only, cross-site or CSRF", 400: "Bad input",
-         404: "Not found", 409: "The name exists, the definition comes from the config, it changed since "
-         "it was read, or the job has started", 422: "Invalid: `errors` names each field"}
+_TEXTS = {409: "The name exists, the definition comes from the config, it changed since it was read, or the "
+          "job has started", 422: "Invalid: `errors` names each field"}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+class FieldErrors(Error):
+    """A 422: every field that was refused (nothing was saved)."""
+
+    errors: list[FieldError]
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+class LastRun(Model):
+    jobId: int
+    state: str = Field(description="The job's state, or pruned")
+    at: IsoTime | None
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _json(_ref("FieldErrors" if code == 422 else "Error"), TEXTS[code]) for code in (401, *codes)}
+class RunCounts(Model):
+    """Kept when old jobs are pruned."""
+
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
 
 
-def _model(model: type[BaseModel], schemas: dict[str, Any]) -> None:
-    schema = model.model_json_schema(ref_template=REF)
-    schemas.update(schema.pop("$defs", {}))
-    schemas[model.__name__] = schema
+class Definition(Model):
+    """A saved job as the API reads it (camelCase, like job documents)."""
+
+    name: str
+    description: str
+    tags: list[str]
+    enabled: bool
+    trigger: Annotated[ManualTrigger | CronTrigger | OnceTrigger, Field(discriminator="type")]
+    job: dict[str, Any] = Field(description="A job document (payload hidden from a viewer without can_view_args)")
+    source: Literal["api", "config"]
+    nextRunAt: IsoTime | None
+    lastRun: LastRun | None
+    runs: RunCounts
+    createdAt: IsoTime | None
+    createdBy: str | None
+    updatedAt: IsoTime | None
+    updatedBy: str | None
 
 
-def definition_schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    _model(DefinitionBody, schemas)
-    _model(JobPatch, schemas)
-    schemas.update({
-        "FieldErrors": {"type": "object", "required": ["error", "status", "errors"], "properties": {
-            "error": {"type": "string"}, "status": {"type": "integer"},
-            "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {
-                "field": {"type": "string", "description": "Path such as trigger.at or job.data.host"},
-                "message": {"type": "string"}}}}}},
-        "Definition": {"type": "object", "required": ["name", "enabled", "trigger", "job", "source", "runs"],
-                       "properties": {
-            "name": {"type": "string"}, "description": {"type": "string"},
-            "tags": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
-            "trigger": {"type": "object", "required": ["type"]}, "job": {"type": "object"},
-            "source": {"enum": ["api", "config"]}, "nextRunAt": TIME,
-            "lastRun": {"type": ["object", "null"], "properties": {
-                "jobId": {"type": "integer"}, "state": {"type": "string"}, "at": TIME}},
-            "runs": {"type": "object", "required": ["total", "completed", "failed"], "properties": {
-                "total": {"type": "integer"}, "completed": {"type": "integer"}, "failed": {"type": "integer"},
-                "cancelled": {"type": "integer"}}},
-            "createdAt": TIME, "createdBy": {"type": ["string", "null"]}, "updatedAt": TIME,
-            "updatedBy": {"type": ["string", "null"]}}},
-        "Run": {"allOf": [_ref("Job"), {"type": "object", "required": ["duration", "errorLine"], "properties": {
-            "duration": {"type": ["number", "null"], "description": "Seconds from start to finish"},
-            "errorLine": {"type": ["string", "null"], "description": "First line of the last error"}}}]},
-        "Kind": {"type": "object", "required": ["kind", "queue", "maxAttempts", "timeout", "description", "schema"],
-                 "properties": {"kind": {"type": "string"}, "queue": {"type": "string"},
-                                "maxAttempts": {"type": "integer"},
-                                "timeout": {"type": ["integer", "null"], "description": "Milliseconds"},
-                                "description": {"type": "string"},
-                                "schema": {"type": "object", "description": "JSON Schema of the payload (data)"}}},
-    })
-    return schemas
+class DefinitionAnswer(Model):
+    definition: Definition
 
 
-ONE = {"type": "object", "required": ["definition"], "properties": {"definition": _ref("Definition")}}
+class DefinitionList(Model):
+    definitions: list[Definition]
 
 
-def definition_paths() -> dict[str, Any]:
-    body = {"required": True, "content": {"application/json": {"schema": _ref("DefinitionBody")}}}
-    return {
-        "/api/definitions": {
-            "get": {"operationId": "listDefinitions", "summary": "Every definition, by name",
-                    "responses": {"200": _json({"type": "object", "required": ["definitions"], "properties": {
-                        "definitions": {"type": "array", "items": _ref("Definition")}}}, "Definitions"),
-                        **_errors()}},
-            "post": {"operationId": "createDefinition", "summary": "Save a new definition", "requestBody": body,
-                     "responses": {"201": _json(ONE, "Saved"), **_errors(400, 403, 409, 422)}}},
-        "/api/definitions/{name}": {
-            "get": {"operationId": "getDefinition", "summary": "One definition", "parameters": [NAME],
-                    "responses": {"200": _json(ONE, "The definition"), **_errors(404)}},
-            "put": {"operationId": "replaceDefinition", "parameters": [NAME], "requestBody": body,
-                    "summary": "Replace a definition whole (with updatedAt: 409 if it changed since)",
-                    "responses": {"200": _json(ONE, "Saved"), **_errors(400, 403, 404, 409, 422)}},
-            "delete": {"operationId": "deleteDefinition", "summary": "Delete a definition (its jobs stay)",
-                       "parameters": [NAME],
-                       "responses": {"200": _json({"type": "object", "required": ["deleted"], "properties": {
-                           "deleted": {"type": "string"}}}, "Deleted"), **_errors(403, 404, 409)}}},
-        "/api/definitions/{name}/run": {
-            "post": {"operationId": "runDefinition", "summary": "Insert one run now (also when disabled)",
-                     "parameters": [NAME],
-                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                         "type": "object", "additionalProperties": False,
-                         "properties": {"vars": {"type": "object"}}}}}},
-                     "responses": {"201": _json({"type": "object", "required": ["jobId", "job"], "properties": {
-                         "jobId": {"type": "integer"}, "job": _ref("Job")}}, "The job"),
-                         **_errors(400, 403, 404, 422)}}},
-        **{f"/api/definitions/{{name}}/{action}": {
-            "post": {"operationId": f"{action}Definition", "summary": f"{action.capitalize()} a definition",
-                     "parameters": [NAME], "responses": {"200": _json(ONE, "The definition"),
-                                                         **_errors(403, 404)}}}
-           for action in ("enable", "disable")},
-        "/api/definitions/{name}/runs": {
-            "get": {"operationId": "listDefinitionRuns", "summary": "Its jobs, newest first, paged by id",
-                    "parameters": [NAME, {"name": "before", "in": "query", "required": False,
-                                          "schema": {"type": "integer", "minimum": 1}},
-                                   {"name": "limit", "in": "query", "required": False,
-                                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}}],
-                    "responses": {"200": _json({"type": "object", "required": ["jobs", "next"], "properties": {
-                        "jobs": {"type": "array", "items": _ref("Run")},
-                        "next": {"type": ["object", "null"], "properties": {"before": {"type": "integer"}}}}},
-                        "A page of runs"), **_errors(400, 404)}}},
-        "/api/kinds": {
-            "get": {"operationId": "listKinds", "summary": "Registered kinds with the JSON Schema of their payload",
-                    "responses": {"200": _json({"type": "object", "required": ["kinds"], "properties": {
-                        "kinds": {"type": "array", "items": _ref("Kind")}}}, "Kinds"), **_errors()}}},
-    }
+class DefinitionDeleted(Model):
+    deleted: str = Field(description="The name deleted")
 
 
-def job_patch_operation() -> dict[str, Any]:
-    """``PATCH /api/jobs/{job_id}``, merged into that path's operations."""
-    return {"operationId": "editJob", "summary": "Edit a job that has not started", "parameters": [JOB_ID],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobPatch")}}},
-            "responses": {"200": _json({"type": "object", "required": ["job"], "properties": {"job": _ref("Job")}},
-                                       "The job after the edit"), **_errors(400, 403, 404, 409, 422)}}
+class RunBody(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    vars: dict[str, Any] | None = Field(None, description="Placeholder values for this run")
+
+
+class RunStarted(Model):
+    jobId: int
+    job: Job
+
+
+class Run(Job):
+    """A run in a definition's history."""
+
+    duration: float | None = Field(description="Seconds from start to finish")
+    errorLine: str | None = Field(description="First line of the last error")
+
+
+class RunCursor(Model):
+    before: int
+
+
+class RunPage(Model):
+    jobs: list[Run]
+    next: RunCursor | None
+
+
+class Kind(Model):
+    """A registered kind with its defaults and the JSON Schema of its payload (to build a form)."""
+
+    kind: str
+    queue: str
+    maxAttempts: int
+    timeout: int | None = Field(description="Milliseconds")
+    description: str
+    payload_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of the payload (data)")
+
+
+class KindList(Model):
+    kinds: list[Kind]
+
+
+class DefinitionPath(Model):
+    name: Annotated[str, Field(max_length=200, description="Definition name")]
+
+
+class RunsQuery(Model):
+    before: Cursor | None = Field(None, description="Cursor: runs with a smaller job id")
+    limit: Limit | None = None
+
+
+def _op(method: str, path: str, id: str, summary: str, answer: tuple[Any, str], errors: tuple[int, ...] = (), *,
+        status: int = 200, body: Any = None, body_required: bool = True,
+        query: type[Model] | None = None) -> Operation:
+    return Operation(method, path, id, summary, answers={status: answer}, errors=errors, body=body,
+                     body_required=body_required, query=query,
+                     path_params=DefinitionPath if "{name}" in path else None,
+                     error_texts=_TEXTS, error_models={422: FieldErrors})
+
+
+_ONE = "/api/definitions/{name}"
+
+DEFINITION_OPERATIONS: tuple[Operation, ...] = (
+    _op("get", "/api/definitions", "listDefinitions", "Every definition, by name", (DefinitionList, "Definitions")),
+    _op("post", "/api/definitions", "createDefinition", "Save a new definition", (DefinitionAnswer, "Saved"),
+        (400, 403, 409, 422), status=201, body=DefinitionBody),
+    _op("get", _ONE, "getDefinition", "One definition", (DefinitionAnswer, "The definition"), (404,)),
+    _op("put", _ONE, "replaceDefinition", "Replace a definition whole (with updatedAt: 409 if it changed since)",
+        (DefinitionAnswer, "Saved"), (400, 403, 404, 409, 422), body=DefinitionBody),
+    _op("delete", _ONE, "deleteDefinition", "Delete a definition (its jobs stay)", (DefinitionDeleted, "Deleted"),
+        (403, 404, 409)),
+    _op("post", _ONE + "/run", "runDefinition", "Insert one run now (also when disabled)", (RunStarted, "The job"),
+        (400, 403, 404, 422), status=201, body=RunBody, body_required=False),
+    *(_op("post", f"{_ONE}/{action}", f"{action}Definition", f"{action.capitalize()} a definition",
+          (DefinitionAnswer, "The definition"), (403, 404)) for action in ("enable", "disable")),
+    _op("get", _ONE + "/runs", "listDefinitionRuns", "Its jobs, newest first, paged by id", (RunPage, "A page of runs"),
+        (400, 404), query=RunsQuery),
+    _op("get", "/api/kinds", "listKinds", "Registered kinds with the JSON Schema of their payload",
+        (KindList, "Kinds")),
+    Operation("patch", "/api/jobs/{job_id}", "editJob", "Edit a job that has not started", path_params=JobPath,
+              body=JobPatch, answers={200: (JobAnswer, "The job after the edit")}, errors=(400, 403, 404, 409, 422),
+              error_texts=_TEXTS, error_models={422: FieldErrors}),
+)

@@ -1,6 +1,7 @@
-"""The JSON API against its OpenAPI document: every documented operation answers with a
-documented status and a body that validates against the documented schema; bad input is a
-4xx JSON error, never a 500."""
+"""The JSON API against its OpenAPI document: every route under /api/ is documented, every
+documented operation answers with a documented status and a body that validates against the
+documented schema (with no field the schema does not name); bad input is a 4xx JSON error,
+never a 500."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import jsonschema
 from engine.cli.cron import cron_store
 from engine.cron.schedule import CronEntry
 from tests.support.waiting import wait_until
-from tests.web.conftest import Dashboard
+from tests.web.accounts_support import Member, add_member, routes
+from tests.web.conftest import READONLY_TOKEN, Dashboard
 
 NASTY = ["", " ", "-1", "0", "abc", "1e9", "9" * 40, "\x00", "%00", "'; DROP TABLE jobs; --", "<script>",
          "a" * 500, "null", "[]", "{}", "../../etc/passwd", "%", "_", "\\"]
@@ -24,15 +26,30 @@ async def _document(dashboard: Dashboard, http: Any) -> dict[str, Any]:
         return await response.json()  # type: ignore[no-any-return]
 
 
+def _closed(schema: Any) -> Any:
+    """The schema with every object closed: an answer carrying a field its schema does not
+    name fails (the published document leaves objects open, so clients tolerate additions)."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed:
+        closed["additionalProperties"] = False
+    return closed
+
+
 def _check(doc: dict[str, Any], path: str, method: str, status: int, body: Any) -> None:
-    """``status`` is documented for the operation and ``body`` matches its schema."""
+    """``status`` is documented for the operation and ``body`` matches its schema exactly."""
     responses = doc["paths"][path][method]["responses"]
     assert str(status) in responses, f"{method.upper()} {path} answered undocumented {status}: {body}"
     content = responses[str(status)].get("content", {})
     schema = (content.get("application/json") or content.get("text/plain") or {}).get("schema")
     if schema is not None:
-        root = {**copy.deepcopy(schema), "components": doc["components"]}
-        jsonschema.Draft202012Validator(root).validate(body)
+        root = {**copy.deepcopy(schema), "components": _closed(doc["components"])}
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"[:300]
+                  for e in jsonschema.Draft202012Validator(root).iter_errors(body)]
+        assert not errors, f"{method.upper()} {path} {status}: {errors[:5]}"
 
 
 async def _call(http: Any, dashboard: Dashboard, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -58,18 +75,21 @@ async def _fixture_jobs(dashboard: Dashboard) -> dict[str, int]:
     return {"failed": failed.id, "done": done.id, "later": later.id, "spare": spare.id}
 
 
-def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]:
+def _requests(ids: dict[str, int], admin: Member) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(method, documented path, concrete path, request kwargs) for every operation."""
     job = ids["later"]
+    viewer = {"headers": {"Authorization": f"Bearer {READONLY_TOKEN}"}}
     return [
         ("get", "/api/jobs", "/api/jobs?state=discarded&limit=1", {}),
         ("get", "/api/jobs", "/api/jobs?queue=mail&q=needle&order=oldest", {}),
+        ("get", "/api/jobs", "/api/jobs?q=id:abc", {}),  # 400 naming the term
         ("post", "/api/jobs", "/api/jobs",
          {"json": {"jobType": "scripted", "data": {"action": "ok"}, "delay": 60_000}}),
         ("post", "/api/jobs", "/api/jobs?kind=scripted", {"json": {"data": {"action": "ok"}, "priority": 3}}),
         ("post", "/api/jobs/bulk", "/api/jobs/bulk", {"json": {"action": "run", "ids": [ids["spare"]]}}),
         ("post", "/api/jobs/bulk", "/api/jobs/bulk", {"json": {"action": "retry", "filter": {"state": "discarded"}}}),
         ("get", "/api/jobs/{job_id}", f"/api/jobs/{ids['failed']}", {}),
+        ("get", "/api/jobs/{job_id}", f"/api/jobs/{ids['failed']}", viewer),  # args, errors: hidden
         ("get", "/api/jobs/{job_id}", "/api/jobs/999999", {}),
         ("post", "/api/jobs/{job_id}/run", f"/api/jobs/{job}/run", {}),
         ("post", "/api/jobs/{job_id}/run", f"/api/jobs/{job}/run", {}),  # 409 the second time
@@ -95,6 +115,30 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
         ("get", "/api/charts", "/api/charts?range=1y", {}),
         *_definition_requests(job),
         ("delete", "/api/jobs/{job_id}", f"/api/jobs/{ids['failed']}", {}),
+        *_account_requests(admin),
+    ]
+
+
+def _account_requests(admin: Member) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Users, tokens and the audit log (an admin's)."""
+    one, auth = "/api/users/{name}", {"headers": admin.bearer}
+    return [
+        ("get", "/api/users", "/api/users", auth),
+        ("post", "/api/users", "/api/users",
+         {**auth, "json": {"name": "doc-user", "role": "viewer", "password": "doc-user-password-81x"}}),
+        ("post", "/api/users", "/api/users", {**auth, "json": {"name": "doc-user", "role": "viewer"}}),  # taken
+        ("post", one + "/update", "/api/users/doc-user/update", {**auth, "json": {"can_view_args": True}}),
+        ("post", one + "/password", "/api/users/doc-user/password", {**auth, "json": {"password": "another-pw-29q"}}),
+        ("post", one + "/token", "/api/users/doc-user/token", {**auth, "json": {"name": "ci"}}),
+        ("post", one + "/revoke", "/api/users/doc-user/revoke", {**auth, "json": {"name": "ci"}}),
+        ("post", one + "/disable", "/api/users/doc-user/disable", auth),
+        ("post", one + "/enable", "/api/users/doc-user/enable", auth),
+        ("post", one + "/remove", "/api/users/doc-user/remove", auth),
+        ("post", one + "/remove", "/api/users/nobody/remove", auth),  # 404
+        ("post", one + "/disable", f"/api/users/{admin.name}/disable", auth),  # 409: the last admin
+        ("get", "/api/users", "/api/users", {}),  # 403: the operator token is no admin
+        ("get", "/api/audit", "/api/audit?since=1h&action=user.add", auth),
+        ("get", "/api/audit", "/api/audit?since=yesterday", auth),  # 400
     ]
 
 
@@ -125,19 +169,41 @@ async def _add_cron_entry(dashboard: Dashboard) -> None:
                                                      {"jobType": "scripted", "data": {"action": "ok"}}))
 
 
+def _served(dashboard: Dashboard) -> set[tuple[str, str]]:
+    """(method, path) of every JSON route the app serves, one per action."""
+    actions = {"/api/jobs/{job_id}/{action}": ("retry", "cancel", "delete", "run"),
+               "/api/queues/{name}/{action}": ("pause", "resume", "scale"),
+               "/api/cron/{name}/{action}": ("enable", "disable", "run"),
+               "/api/users/{name}/{action}": ("remove", "disable", "enable", "update", "password", "token", "revoke")}
+    served, sample = set(), {"job_id": "1", "name": "x", "action": "x", "filename": "x"}
+    for method, template, _ in routes(dashboard.server.app, sample):
+        if template.startswith("/api/") or template in ("/metrics", "/healthz"):
+            for action in actions.get(template, ("",)):
+                served.add((method.lower(), template.replace("{action}", action)))
+    return served
+
+
 async def test_every_documented_operation_answers_as_documented(dashboard: Dashboard, http) -> None:
     doc = await _document(dashboard, http)
     await _add_cron_entry(dashboard)
     ids = await _fixture_jobs(dashboard)
-    calls = _requests(ids)
+    admin = await add_member(dashboard.engine.store, "ada", "admin")
+    calls = _requests(ids, admin)
     documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == _served(dashboard), "every JSON route is documented, and only those"
     assert documented == {(method, path) for method, path, _, _ in calls}, "every operation is exercised"
-    statuses = []
+    answers = []
     for method, path, concrete, kwargs in calls:
         status, body = await _call(http, dashboard, method, concrete, **kwargs)
         _check(doc, path, method, status, body)
-        statuses.append(status)
-    assert statuses[7] == 404 and statuses[9] == 409 and statuses[13] == 404 and statuses[23] == 404
+        answers.append((concrete, status, body))
+    statuses = [status for _, status, _ in answers]
+    assert statuses[2] == 400 and "id:abc" in answers[2][2]["error"], "a malformed search names the term"
+    assert answers[8][2]["job"]["args"] == "hidden" and answers[8][2]["job"]["errors"] == "hidden"
+    assert statuses[9] == 404 and statuses[11] == 409 and statuses[15] == 404 and statuses[25] == 404
+    by_path = {(concrete, status) for concrete, status, _ in answers}
+    assert {("/api/users/nobody/remove", 404), ("/api/users/ada/disable", 409), ("/api/users", 403),
+            ("/api/audit?since=yesterday", 400), ("/api/users", 400)} <= by_path
     assert statuses.count(500) == 0
 
 
