@@ -80,7 +80,7 @@ Hidden = Literal["hidden"]
 Group = Literal["waiting", "active", "completed", "failed"]
 JobAction = Literal["retry", "cancel", "delete", "run"]
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1, description="Job id")]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern="^[^\\x00]*$")]  # no NUL
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Page size (default 50, at most {MAX_PAGE})")]
 Cursor = Annotated[int, Field(ge=1)]
 assert set(get_args(Group)) == set(GROUPS) and set(get_args(JobAction)) == set(JOB_ACTIONS)
@@ -218,7 +218,7 @@ class JobListQuery(Model):
     queue: Text | None = Field(None, description="Only this queue")
     kind: Text | None = Field(None, description="Only this kind")
     tag: Text | None = Field(None, description="Only jobs with this tag")
-    q: Annotated[str, Field(max_length=MAX_QUERY)] | None = Field(None, description=(
+    q: Annotated[str, Field(max_length=MAX_QUERY, pattern="^[^\\x00]*$")] | None = Field(None, description=(
         'Search terms combined with AND (README, "Finding jobs"): id:123 kind:mail queue:default '
         'state:discarded,retryable tag:billing node:NAME definition:NAME args.to:a@example.com '
         'error:"timed out", and bare words (text in args). Error text, bare words, node: and '
@@ -245,7 +245,7 @@ class BulkFilter(Model):
     queue: Text | None = None
     kind: Text | None = None
     tag: Text | None = None
-    q: Annotated[str, Field(max_length=MAX_QUERY)] | None = None
+    q: Annotated[str, Field(max_length=MAX_QUERY, pattern="^[^\\x00]*$")] | None = None
 
 
 class BulkRequest(Model):
