@@ -62,7 +62,7 @@ async def body_text(request: web.Request) -> str:
                          f"({raw[exc.start:exc.start + 1]!r})") from None
 
 
-def _answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response:
+def answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response:
     """``data`` as JSON, once it validated as ``model``, the type /api/openapi.json documents
     for the answer: an answer that drifted from its document is a bug, logged with its
     traceback (a 500), never a silent difference. The data is sent as built (validating
@@ -90,7 +90,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     cursor = None
     if more and rows:
         cursor = {("after" if flt.ascending else "before"): rows[-1]["id"]}
-    return _answer(api_models.JobPage, {"jobs": rows, "next": cursor})
+    return answer(api_models.JobPage, {"jobs": rows, "next": cursor})
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -103,7 +103,7 @@ async def enqueue(request: web.Request) -> web.Response:
     request.app[SNAPSHOTS].invalidate()
     await record(request.app[ENGINE], principal_of(request), "job.enqueue", f"job:{job.id}", kind=job.kind,
                  queue=job.queue)
-    return _answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
+    return answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)}, status=201)
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -112,7 +112,7 @@ async def get_job(request: web.Request) -> web.Response:
     detail = job_detail(job, extra, children, request.app[ENGINE].secrets)
     logs = [{**entry, "updated_at": entry["updated_at"].isoformat()}
             for entry in await job_store(request.app[ENGINE]).attempt_logs(job_id)]
-    return _answer(api_models.JobDetailAnswer, {"job": visible_job(principal_of(request),
+    return answer(api_models.JobDetailAnswer, {"job": visible_job(principal_of(request),
                                                                    {**detail, "attempt_logs": logs})})
 
 
@@ -124,8 +124,8 @@ async def job_action(request: web.Request) -> web.Response:
     job = await actions.job_action(request.app[ENGINE], principal_of(request), action, job_id)
     request.app[SNAPSHOTS].invalidate()
     if job is None:
-        return _answer(api_models.Deleted, {"deleted": job_id})
-    return _answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)})
+        return answer(api_models.Deleted, {"deleted": job_id})
+    return answer(api_models.JobAnswer, {"job": job_summary(job, request.app[ENGINE].secrets)})
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -133,7 +133,7 @@ async def delete_job(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     await actions.job_action(request.app[ENGINE], principal_of(request), "delete", job_id)
     request.app[SNAPSHOTS].invalidate()
-    return _answer(api_models.Deleted, {"deleted": job_id})
+    return answer(api_models.Deleted, {"deleted": job_id})
 
 
 async def bulk(request: web.Request) -> web.Response:
@@ -155,14 +155,14 @@ async def bulk(request: web.Request) -> web.Response:
         flt = JobFilter.parse({k: str(v) for k, v in body["filter"].items() if v is not None})
         result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, flt=flt)
     request.app[SNAPSHOTS].invalidate()
-    return _answer(api_models.BulkResult, result)
+    return answer(api_models.BulkResult, result)
 
 
 # --- queues and stats ------------------------------------------------------------------------
 
 async def queues(request: web.Request) -> web.Response:
     overview = await request.app[SNAPSHOTS].overview()
-    return _answer(api_models.QueueList, {"queues": [queue.as_dict() for queue in overview.queues]})
+    return answer(api_models.QueueList, {"queues": [queue.as_dict() for queue in overview.queues]})
 
 
 async def queue_action(request: web.Request) -> web.Response:
@@ -173,23 +173,23 @@ async def queue_action(request: web.Request) -> web.Response:
     snapshots.invalidate()
     overview = await snapshots.overview()
     found = next((q.as_dict() for q in overview.queues if q.name == name), None)
-    return _answer(api_models.QueueAnswer, {"queue": found or {"name": name}})
+    return answer(api_models.QueueAnswer, {"queue": found or {"name": name}})
 
 
 async def stats(request: web.Request) -> web.Response:
-    return _answer(api_models.Stats, (await request.app[SNAPSHOTS].overview()).as_dict())
+    return answer(api_models.Stats, (await request.app[SNAPSHOTS].overview()).as_dict())
 
 
 # --- cron ------------------------------------------------------------------------------------
 
 async def cron_list(request: web.Request) -> web.Response:
-    return _answer(api_models.CronList, {"entries": await cron_entries.list_entries(request.app[ENGINE])})
+    return answer(api_models.CronList, {"entries": await cron_entries.list_entries(request.app[ENGINE])})
 
 
 async def cron_action(request: web.Request) -> web.Response:
     result = await cron_entries.cron_action(request.app[ENGINE], principal_of(request),
                                             request.match_info["name"], request.match_info["action"])
-    return _answer(api_models.CronActionResult, result)
+    return answer(api_models.CronActionResult, result)
 
 
 # --- documents, metrics, health ----------------------------------------------------------------
@@ -254,7 +254,7 @@ async def healthz(request: web.Request) -> web.Response:
     health = engine.health()
     healthy = up and bool(health["healthy"])
     body = {**health, "status": "ok" if healthy else "unavailable", "database": up, "healthy": healthy}
-    return _answer(api_models.Health, body, status=200 if healthy else 503)
+    return answer(api_models.Health, body, status=200 if healthy else 503)
 
 
 def add_routes(app: web.Application) -> None:
