@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
@@ -67,8 +67,8 @@ class Feature:
     that writes its paths as dicts) functions returning its ``paths`` and its ``schemas``."""
 
     operations: Sequence[Operation] = ()
-    paths: Any = None  # Callable[[], dict[str, Any]] | None
-    schemas: Any = None  # Callable[[], dict[str, Any]] | None
+    paths: Callable[[], dict[str, Any]] | None = None
+    schemas: Callable[[], dict[str, Any]] | None = None
 
 
 # --- shared types -------------------------------------------------------------------------------

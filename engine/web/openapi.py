@@ -35,7 +35,8 @@ ERROR_TEXTS = {400: "Bad input (the message names the parameter, field or search
                404: "Not found", 409: "Not possible in the current state", 422: "Invalid job document",
                503: "Database unreachable; try again shortly"}
 
-# Per-feature modules contribute rows (or, written as dicts, paths and schemas) here.
+# Per-feature modules contribute rows here, or (written as dicts, the way the definitions'
+# operations once were) their paths and schemas: Feature(paths=alert_paths, schemas=alert_schemas).
 FEATURES: tuple[Feature, ...] = (
     Feature(operations=DEFINITION_OPERATIONS),
 )
@@ -192,31 +193,29 @@ def _parameter(name: str, schema: dict[str, Any], where: str, required: bool) ->
     return {"name": name, "in": where, "required": required, "description": description, "schema": schema}
 
 
-def _parameters(op: Operation, schemas: dict[Any, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
+def _parameters(op: Operation, schemas: dict[Any, Any], components: dict[str, Any],
+                lists: set[str]) -> list[dict[str, Any]]:
+    """The operation's path and query parameters, one per field of their models (whose
+    component names go into ``lists``: such a model is only a list of fields)."""
     params = []
     for where, model in (("path", op.path_params), ("query", op.query)):
         if model is None:
             continue
-        model_schema = _component(schemas[((op.id, where), "validation")]["$ref"], components)
+        name = schemas[((op.id, where), "validation")]["$ref"].rsplit("/", 1)[1]
+        lists.add(name)
+        model_schema = components[name]
         required = set(model_schema.get("required", ()))
         for name, schema in model_schema["properties"].items():
             params.append(_parameter(name, schema, where, where == "path" or name in required))
     return params
 
 
-def _component_name(ref: str) -> str:
-    return ref.rsplit("/", 1)[1]
-
-
-def _component(ref: str, components: dict[str, Any]) -> dict[str, Any]:
-    return components[_component_name(ref)]  # type: ignore[no-any-return]
-
-
 def _content(schema: dict[str, Any], media_type: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {media_type: {"schema": schema}}}
 
 
-def _operation(op: Operation, schemas: dict[Any, Any], components: dict[str, Any]) -> dict[str, Any]:
+def _operation(op: Operation, schemas: dict[Any, Any], components: dict[str, Any],
+               lists: set[str]) -> dict[str, Any]:
     responses = {str(status): _content(schemas[((op.id, str(status)), "serialization")], op.media_type, text)
                  for status, (_, text) in op.answers.items()}
     error = schemas[(("", "error"), "serialization")]
@@ -226,7 +225,7 @@ def _operation(op: Operation, schemas: dict[Any, Any], components: dict[str, Any
         schema = schemas[((op.id, f"error {code}"), "serialization")] if code in op.error_models else error
         responses.setdefault(str(code), _content(schema, "application/json", text))
     built: dict[str, Any] = {"operationId": op.id, "summary": op.summary}
-    params = _parameters(op, schemas, components)
+    params = _parameters(op, schemas, components, lists)
     if params:
         built["parameters"] = params
     if op.body is not None:
@@ -238,7 +237,10 @@ def _operation(op: Operation, schemas: dict[Any, Any], components: dict[str, Any
     return built
 
 
-def _check_paths(op: Operation) -> None:
+def _check(op: Operation, seen: set[tuple[str, str]]) -> None:
+    if (op.method, op.path) in seen:
+        raise TypeError(f"{op.method.upper()} {op.path} is in the operation table twice")
+    seen.add((op.method, op.path))
     names = set(re.findall(r"\{(\w+)\}", op.path))
     declared = set(op.path_params.model_fields) if op.path_params is not None else set()
     if names != declared:
@@ -250,24 +252,22 @@ def build_document(operations: Iterable[Operation], features: Iterable[Feature] 
     """The document for ``operations`` and the ``features``' contributions."""
     features = list(features)
     ops = [*operations, *(op for feature in features for op in feature.operations)]
+    seen: set[tuple[str, str]] = set()
     for op in ops:
-        _check_paths(op)
+        _check(op, seen)
     schemas, defs = TypeAdapter.json_schemas(_inputs(ops), ref_template=REF, union_format="primitive_type_array",
                                              schema_generator=_Schemas)
     components: dict[str, Any] = defs.get("$defs", {})
     paths: dict[str, Any] = {}
+    lists: set[str] = set()
     for op in ops:
-        paths.setdefault(op.path, {})[op.method] = _operation(op, schemas, components)
-    for op in ops:  # a parameters' model is only a list of fields: it leaves no component of its own
-        for model in (op.path_params, op.query):
-            if model is not None:
-                components.pop(_component_name(schemas[((op.id, "path" if model is op.path_params else "query"),
-                                                         "validation")]["$ref"]), None)
+        paths.setdefault(op.path, {})[op.method] = _operation(op, schemas, components, lists)
+    for name in lists:  # parameters' models leave no component of their own
+        del components[name]
     for feature in features:
-        if feature.paths is not None:
-            paths.update(feature.paths())
-        if feature.schemas is not None:
-            components.update(feature.schemas())
+        for path, methods in (feature.paths() if feature.paths is not None else {}).items():
+            paths.setdefault(path, {}).update(methods)
+        components.update(feature.schemas() if feature.schemas is not None else {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobengine", "version": "1", "description": (

@@ -9,6 +9,7 @@ import copy
 from typing import Any
 
 import jsonschema
+import openapi_spec_validator
 
 from engine.cli.cron import cron_store
 from engine.cron.schedule import CronEntry
@@ -185,6 +186,7 @@ def _served(dashboard: Dashboard) -> set[tuple[str, str]]:
 
 async def test_every_documented_operation_answers_as_documented(dashboard: Dashboard, http) -> None:
     doc = await _document(dashboard, http)
+    openapi_spec_validator.validate(doc)
     await _add_cron_entry(dashboard)
     ids = await _fixture_jobs(dashboard)
     admin = await add_member(dashboard.engine.store, "ada", "admin")
