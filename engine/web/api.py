@@ -8,6 +8,7 @@ import codecs
 import json
 from typing import Any
 
+import anyio.to_thread
 from aiohttp import web
 from pydantic import BaseModel
 
@@ -20,7 +21,7 @@ from engine.web.actions import BadRequest, JobFilter
 from engine.web.audit import record
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
 from engine.web.metrics import Gauge
-from engine.web.openapi import openapi_document
+from engine.web.openapi import openapi_json
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
 from engine.web.stores import job_store
@@ -195,7 +196,8 @@ async def cron_action(request: web.Request) -> web.Response:
 # --- documents, metrics, health ----------------------------------------------------------------
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    body = await anyio.to_thread.run_sync(openapi_json)  # the first call builds it: off the event loop
+    return web.Response(body=body, content_type="application/json")
 
 
 def database_gauges(overview: Overview) -> list[Gauge]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -290,3 +291,10 @@ def _document() -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """The whole document (a fresh copy each call; built once per process)."""
     return copy.deepcopy(_document())
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    """The document as served: built once per process (generating every schema takes a few
+    hundred milliseconds, so ``/api/openapi.json`` calls this in a worker thread)."""
+    return json.dumps(_document(), ensure_ascii=False, separators=(",", ":")).encode()
