@@ -87,9 +87,7 @@ assert set(get_args(Group)) == set(GROUPS) and set(get_args(JobAction)) == set(J
 
 
 class Model(BaseModel):
-    """The base of every model here (no coercion surprises: the values are already JSON)."""
-
-    model_config = ConfigDict(populate_by_name=True)
+    """The base of the API's models (one place for what they share)."""
 
 
 class Error(Model):
