@@ -27,6 +27,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from engine.web import api_models as m
 from engine.web.accounts import USER_ACTIONS
+from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, QUEUE_ACTIONS
 from engine.web.api_models import Feature, Operation
 from engine.web.definitions_openapi import DEFINITION_OPERATIONS
 
@@ -60,7 +61,8 @@ _USER_ACTIONS: dict[str, tuple[str, str, type[BaseModel] | None, type[BaseModel]
                m.TokensRevoked, ()),
 }
 
-assert set(_USER_ACTIONS) == set(USER_ACTIONS)
+assert set(_JOB_SUMMARIES) == set(JOB_ACTIONS) and set(_CRON_SUMMARIES) == set(CRON_ACTIONS)
+assert {*_QUEUE_SUMMARIES, "scale"} == set(QUEUE_ACTIONS) and set(_USER_ACTIONS) == set(USER_ACTIONS)
 
 
 def _job_operations() -> list[Operation]:
