@@ -197,7 +197,7 @@ async def cron_action(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     body = await anyio.to_thread.run_sync(openapi_json)  # the first call builds it: off the event loop
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def database_gauges(overview: Overview) -> list[Gauge]:
