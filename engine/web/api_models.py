@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.accounts import Role
-from engine.core.acks import ErrorKind
 from engine.core.documents import _Document, _Unique
 from engine.core.job import JobState
 from engine.core.search import MAX_QUERY
@@ -121,12 +120,14 @@ class Job(Model):
 
 
 class AttemptError(Model):
-    """One entry of a job's errors: which attempt, when, what kind, the message."""
+    """One entry of a job's errors: which attempt, when, what kind (the engine writes error,
+    cancelled, discarded or rescued), the message. Each key may be missing from a row written
+    around the engine (an old row, a handler's own SQL)."""
 
-    attempt: int
-    at: str
-    kind: ErrorKind
-    error: str
+    attempt: int | None = None
+    at: str | None = None
+    kind: str | None = None
+    error: str | None = None
     traceback: str | None = None
 
 

@@ -1,11 +1,14 @@
 """The OpenAPI document: valid OpenAPI 3.1, one operation per action, generated from the models
-that name exactly the fields the code builds, and open to per-feature modules."""
+that name exactly the fields the code builds, and open to per-feature modules; answers checked
+against those models."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
+import structlog.testing
 from openapi_spec_validator import validate
 
 from engine.core.job import Job
@@ -13,6 +16,7 @@ from engine.core.secrets import Secrets
 from engine.cron.store import CronStatus
 from engine.web import api_models
 from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, JobFilter
+from engine.web.api import answer
 from engine.web.api_models import Feature, Operation
 from engine.web.openapi import FEATURES, OPERATIONS, build_document, openapi_document
 from engine.web.present import job_detail, job_summary
@@ -46,8 +50,8 @@ def test_every_parameter_and_error_is_described() -> None:
             for param in op.get("parameters", []):
                 assert param["description"], (method, path, param["name"])
                 assert "null" not in str(param["schema"].get("type")), "an absent parameter is absent, not null"
-            for status, answer in op["responses"].items():
-                schema = answer["content"].get("application/json", {}).get("schema", {})
+            for status, response in op["responses"].items():
+                schema = response["content"].get("application/json", {}).get("schema", {})
                 if status.startswith(("4", "5")) and path != "/healthz":
                     assert schema["$ref"].endswith(("/Error", "/FieldErrors")), (method, path, status)
 
@@ -94,3 +98,15 @@ def test_a_feature_module_contributes_rows_or_written_paths() -> None:
     assert doc["components"]["schemas"]["Alert"] == {"type": "object"}
     assert set(openapi_document()["paths"]) < set(doc["paths"])
     validate(doc)
+
+
+def test_an_answer_that_drifted_from_its_model_is_logged_and_still_sent() -> None:
+    with structlog.testing.capture_logs() as logs:
+        response = answer(api_models.Deleted, {"deleted": "seven", "secret": "never-logged"})
+    assert response.status == 200 and json.loads(response.text) == {"deleted": "seven", "secret": "never-logged"}
+    assert [entry["event"] for entry in logs] == ["answer does not match its documented model"]
+    assert logs[0]["model"] == "Deleted" and "deleted" in logs[0]["problems"][0]
+    assert "seven" not in str(logs) and "never-logged" not in str(logs), "values stay out of the logs"
+    with structlog.testing.capture_logs() as logs:
+        answer(api_models.Deleted, {"deleted": 7})
+    assert logs == []
