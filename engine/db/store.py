@@ -21,6 +21,7 @@ from engine.core.acks import Ack
 from engine.core.job import Job, JobState
 from engine.db import sql
 from engine.db.account_rows import AccountRows
+from engine.db.alert_rows import AlertRows
 from engine.db.attempt_log_rows import AttemptLogRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
@@ -50,7 +51,7 @@ UNIQUE_RETRIES = 5
 
 
 class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows, RollupRows,
-               AttemptLogRows, StoppingRows, UniqueHolders):
+               AttemptLogRows, StoppingRows, UniqueHolders, AlertRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 
