@@ -94,7 +94,8 @@ async def test_failure_rate_reads_the_rollup_or_a_definitions_newest_jobs(client
                                    {"name": "d", "metric": "failure_rate", "definition": "nightly", "threshold": 0.1,
                                     "window": "1h"}])
     await _sql(engine, "INSERT INTO {schema}.job_rollup (minute, queue, kind, completed, discarded, wait_hist, "
-               "run_hist) VALUES (date_trunc('minute', now()) - interval '2 minutes', 'mail', 'mail', 6, 2, '{}', '{}'),"
+               "run_hist) VALUES "
+               "(date_trunc('minute', now()) - interval '2 minutes', 'mail', 'mail', 6, 2, '{}', '{}'),"
                " (date_trunc('minute', now()) - interval '2 hours', 'mail', 'mail', 0, 50, '{}', '{}'),"
                " (date_trunc('minute', now()) - interval '2 minutes', 'other', 'mail', 0, 9, '{}', '{}')")
     reading = await _read(alerts, 0)
