@@ -16,6 +16,7 @@ from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import BadRequest, JobFilter
+from engine.web.alerts import alert_gauges
 from engine.web.audit import record
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
 from engine.web.metrics import Gauge
@@ -228,7 +229,8 @@ async def metrics(request: web.Request) -> web.Response:
     up = await job_store(request.app[ENGINE]).ping()
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
-        gauges += database_gauges(await request.app[SNAPSHOTS].overview())
+        overview = await request.app[SNAPSHOTS].overview()
+        gauges += database_gauges(overview) + alert_gauges(overview, request.app[ENGINE].config)
     gauges += thread_gauges(request.app[ENGINE].executor.threads) + loop_gauges(request.app[ENGINE])
     body, content_type = request.app[METRICS].exposition(gauges, request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})

@@ -23,7 +23,7 @@ from aiohttp import web
 from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
 from engine.engine import Engine
-from engine.web import accounts, api, charts, definitions, job_forms, live, nodes, pages, present
+from engine.web import accounts, alerts, api, charts, definitions, job_forms, live, nodes, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -224,6 +224,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     accounts.add_routes(app)
     definitions.add_routes(app)
     nodes.add_routes(app)
+    alerts.add_routes(app)
     charts.add_routes(app)
     live.add_routes(app, engine, app[SNAPSHOTS], interval=min(settings.refresh_interval, 5.0))
     detach = app[METRICS].attach(engine.events)
