@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.alerts_openapi import alert_paths, alert_schemas
 from engine.web.definitions_openapi import definition_paths, definition_schemas, job_patch_operation
 from engine.web.present import GROUPS, STATES
 
@@ -256,7 +257,7 @@ HEALTH_SCHEMA: dict[str, Any] = {
 
 def openapi_document() -> dict[str, Any]:
     """The whole document (a fresh dict each call)."""
-    paths = {**_paths(), **definition_paths()}
+    paths = {**_paths(), **definition_paths(), **alert_paths()}
     paths["/api/jobs/{job_id}"]["patch"] = job_patch_operation()
     return {
         "openapi": "3.1.0",
@@ -267,6 +268,6 @@ def openapi_document() -> dict[str, Any]:
             "requests are POSTs; from a browser session they also need the X-CSRF-Token header.")},
         "security": [{"bearer": []}],
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **definition_schemas()},
+        "components": {"schemas": {**SCHEMAS, **definition_schemas(), **alert_schemas()},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -93,6 +93,7 @@ def _requests(ids: dict[str, int]) -> list[tuple[str, str, str, dict[str, Any]]]
         ("get", "/api/nodes", "/api/nodes", {}),
         ("get", "/api/charts", "/api/charts?range=24h&queue=mail", {}),
         ("get", "/api/charts", "/api/charts?range=1y", {}),
+        ("get", "/api/alerts", "/api/alerts", {}),
         *_definition_requests(job),
         ("delete", "/api/jobs/{job_id}", f"/api/jobs/{ids['failed']}", {}),
     ]
