@@ -89,6 +89,8 @@ DESCRIPTIONS = {
     "lifeline.stall_warning": "an event loop that runs nothing for this long (a handler blocking it) is logged "
                               "naming the running jobs and counted in `/metrics` (`jobengine_loop_stalls_total`)",
     "cron": "cron entries, as a JSON list of `[[cron]]` tables",
+    "alerts": "alerts, as a JSON list of `[[alerts]]` tables (see \"Alerts\")",
+    "alerts_interval": "how often the alerts are evaluated (by one node, whichever the database picks)",
 }
 
 
