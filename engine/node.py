@@ -1,7 +1,8 @@
 """The node supervisor: one processing engine's services and producers, in one task group.
 
 :class:`NodeSupervisor` builds the acker, the notifier, the lifeline, the stager, the
-pruner, the dependency sweeper, the cron ticker and one producer per configured queue,
+pruner, the dependency sweeper, the cron ticker, the rollup, the attempt-log writer, the
+alert evaluator (when the config has ``[[alerts]]``) and one producer per configured queue,
 runs them in one anyio task group inside a host task (so none is orphaned), routes
 control messages (pause, resume, scale, cancel, cron changes) to them, and stops them
 gracefully. The :class:`engine.engine.Engine` facade owns one when it processes jobs.
