@@ -14,12 +14,14 @@ import pytest_asyncio
 
 from engine.core.alerts import AlertStatus, describe_value, next_state
 from engine.core.config import Config, ConfigError, build_config
+from engine.core.job import JobSpec
 from engine.db import sql
 from engine.db.store import JobStore
 from engine.engine import Engine
 from engine.insert.followups import NOTIFICATION_QUEUE
 from engine.maintenance.alerts import Alerts
 from engine.node import cron_missed_check
+from tests.support.plans import explain, scans
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 NOTIFY = {"email": "ops@example.test", "webhook": "https://hooks.example.test/alerts"}
@@ -238,3 +240,18 @@ def test_alert_config_errors_name_the_key(alert: dict[str, Any], message: str) -
 def test_alert_names_are_unique() -> None:
     with pytest.raises(ConfigError, match="alert names must be unique; repeated: a"):
         build_config({"alerts": [{"name": "a", "metric": "node_lost"}, {"name": "a", "metric": "no_consumer"}]})
+
+
+async def test_the_metric_reads_walk_indexes_not_the_table(client: Any) -> None:
+    engine, _ = await client([])
+    await _sql(engine, "INSERT INTO {schema}.jobs (queue, kind, state, completed_at) "
+               "SELECT 'q' || (n % 5), 'log', 'completed', now() FROM generate_series(1, 20000) AS n")
+    await engine.enqueue_many([JobSpec(kind="log", args={"message": "x"}, queue=f"q{n % 5}") for n in range(50)])
+    await _sql(engine, "ANALYZE {schema}.jobs")
+    statements = _store(engine).statements
+    async with _store(engine).pool.acquire() as conn:
+        for text, args in ((statements.ALERT_METRIC_BACKLOG, ("q1", 100_000)),
+                           (statements.ALERT_METRIC_BACKLOG, (None, 100_000)),
+                           (statements.ALERT_METRIC_NO_CONSUMER, (30.0, None))):
+            found = scans(await explain(conn, text, *args, mode="force_generic_plan"))
+            assert found and all(kind != "Seq Scan" for kind, _ in found), found
