@@ -91,7 +91,10 @@ class AlertRows(StoreBase):
 
     async def alert_backlog(self, conn: asyncpg.Connection, queue: str | None) -> int:
         """Jobs waiting (available, or scheduled and due) in ``queue`` (None: all), capped."""
-        return int(await conn.fetchval(self.statements.ALERT_METRIC_BACKLOG, queue, BACKLOG_CAP))
+        s = self.statements
+        if queue is None:
+            return int(await conn.fetchval(s.ALERT_METRIC_BACKLOG, BACKLOG_CAP))
+        return int(await conn.fetchval(s.ALERT_METRIC_QUEUE_BACKLOG, queue, BACKLOG_CAP))
 
     async def alert_oldest_waiting(self, conn: asyncpg.Connection, queue: str | None) -> dict[str, float]:
         """Seconds the oldest available job of each queue (or only ``queue``) has waited."""

@@ -1462,15 +1462,24 @@ ORDER BY h.name, h.id DESC
 # Forget transitions older than $1 seconds before the round's time $2 (its last step).
 ALERT_HISTORY_PRUNE = "DELETE FROM {schema}.alert_history WHERE at < $2::timestamptz - make_interval(secs => $1)"
 
-# backlog: jobs waiting in queue $1 (NULL: every queue), available or scheduled and due (the
-# stager has not moved them yet), each part counted up to $2: jobs_fetch_idx and
-# jobs_staging_idx, so a huge backlog costs at most $2 index entries.
-ALERT_METRIC_BACKLOG = """
-SELECT (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs
-                              WHERE state = 'available' AND ($1::text IS NULL OR queue = $1) LIMIT $2) AS a)
+# backlog: jobs waiting in queue $1, available or scheduled and due (the stager has not
+# moved them yet), each part counted up to $2, on jobs_fetch_idx (queue first) and
+# jobs_staging_idx: a huge backlog costs at most $2 index entries. A statement of its own,
+# not `$1 IS NULL OR queue = $1`: under a generic plan that term is only a filter, and the
+# count read every queue's available jobs (0.7 s at 50,000 of them).
+ALERT_METRIC_QUEUE_BACKLOG = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs WHERE state = 'available' AND queue = $1 LIMIT $2) AS a)
      + (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs
-                              WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now()
-                                AND ($1::text IS NULL OR queue = $1) LIMIT $2) AS d) AS value
+                              WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now() AND queue = $1
+                              LIMIT $2) AS d) AS value
+"""
+
+# backlog of every queue together: as ALERT_METRIC_QUEUE_BACKLOG without the queue. $1 the cap.
+ALERT_METRIC_BACKLOG = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs WHERE state = 'available' LIMIT $1) AS a)
+     + (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs
+                              WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now() LIMIT $1) AS d)
+       AS value
 """
 
 # Queues with available jobs: a loose index scan over jobs_fetch_idx (one probe per queue).
@@ -1670,6 +1679,7 @@ class Statements:
     ALERT_HISTORY_RECENT: str
     ALERT_HISTORY_PRUNE: str
     ALERT_METRIC_BACKLOG: str
+    ALERT_METRIC_QUEUE_BACKLOG: str
     ALERT_METRIC_NO_CONSUMER: str
     ALERT_WAITING_QUEUES: str
     ALERT_METRIC_FAILURE_RATE: str

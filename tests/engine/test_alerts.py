@@ -250,8 +250,8 @@ async def test_the_metric_reads_walk_indexes_not_the_table(client: Any) -> None:
     await _sql(engine, "ANALYZE {schema}.jobs")
     statements = _store(engine).statements
     async with _store(engine).pool.acquire() as conn:
-        for text, args in ((statements.ALERT_METRIC_BACKLOG, ("q1", 100_000)),
-                           (statements.ALERT_METRIC_BACKLOG, (None, 100_000)),
+        for text, args in ((statements.ALERT_METRIC_QUEUE_BACKLOG, ("q1", 100_000)),
+                           (statements.ALERT_METRIC_BACKLOG, (100_000,)),
                            (statements.ALERT_METRIC_NO_CONSUMER, (30.0, None))):
             found = scans(await explain(conn, text, *args, mode="force_generic_plan"))
             assert found and all(kind != "Seq Scan" for kind, _ in found), found
