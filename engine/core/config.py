@@ -250,6 +250,14 @@ class AlertConfig(Section):
     window: Duration | None = Field(None, gt=0)
     notify: AlertNotify | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _duration_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("threshold"), str) and data.get("metric") != "oldest_waiting":
+            raise ValueError(f"alert {data.get('name')!r}: 'threshold' must be a number "
+                             "(a duration such as '10m' only for oldest_waiting)")
+        return data
+
     @field_validator("for_", "window", "threshold", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> Any:

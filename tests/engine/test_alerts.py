@@ -228,6 +228,7 @@ def test_the_state_rule() -> None:
     ({"name": "a", "metric": "no_consumer", "notify": {"mail": "x@y"}}, "unknown key 'alerts.0.notify.mail'"),
     ({"name": "a", "metric": "failure_rate", "threshold": 5}, "share from 0 to 1"),
     ({"name": "a", "metric": "node_lost", "for": "soon"}, "'alerts.0.for'"),
+    ({"name": "a", "metric": "backlog", "threshold": "5m"}, "'threshold' must be a number"),
     ({"name": "a/b", "metric": "node_lost"}, "alert name 'a/b' must not contain /"),
     ({"name": "a", "metric": "node_lost", "threshold": 0, "every": 3}, "unknown key 'alerts.0.every'"),
 ])
