@@ -126,7 +126,8 @@ class NodeSupervisor:
 
     def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
         assert self.store is not None
-        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded)
+        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded,
+                           max_rescues=self.config.lifeline.max_rescues)
         for name, settings in self.config.queues.items():
             control = controls.get(name, {})
             self.producers[name] = Producer(
