@@ -77,6 +77,7 @@ class NodeSupervisor:
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
         self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
+        self.task_names: tuple[str, ...] = ()  # every supervised task, once started (for /metrics)
         self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
         self._watchers: list[Callable[[str, str], None]] = []
         # Notices a blocked event loop from a thread, reading the running (id, kind) from there.
@@ -173,6 +174,7 @@ class NodeSupervisor:
                 "attempt logs": self._attempt_log_writer().run,
                 **{f"producer {name}": self._producer_task(producer) for name, producer in self.producers.items()},
             }
+            self.task_names = tuple(services)
             async with anyio.create_task_group() as group:
                 for name, service in services.items():
                     group.start_soon(self._supervise, name, service, name=f"jobengine {name}")
