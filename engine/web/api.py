@@ -140,7 +140,7 @@ async def bulk(request: web.Request) -> web.Response:
     else:
         if not isinstance(body["filter"], dict):
             raise BadRequest("filter: must be an object like {\"state\": \"discarded\", \"queue\": \"mail\"}")
-        flt = JobFilter.parse({k: str(v) for k, v in body["filter"].items() if v is not None})
+        flt = JobFilter.parse_bulk(body["filter"])
         result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, flt=flt)
     request.app[SNAPSHOTS].invalidate()
     return web.json_response(result)
