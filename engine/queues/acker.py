@@ -122,7 +122,15 @@ class Acker:
         rest = [ack for ack in batch if ack.lease is None] if lost else batch
         applied: set[int] = set()
         if lost:  # a batch retried after a fault finds these stale, harmlessly (they are fenced)
-            applied = await self.store.return_lease_lost(lost, self.max_rescues, on_discarded=self._lease_followups)
+            try:
+                applied = await self.store.return_lease_lost(lost, self.max_rescues,
+                                                             on_discarded=self._lease_followups)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                log.error("lease-lost acks refused by Postgres; writing them as plain acks", error=str(exc),
+                          job_ids=[ack.job_id for ack in lost][:20])
+                rest = batch  # uncounted, but never stuck: _finish isolates what is refused
         if rest:
             applied |= await self._finish(rest)
         stale = [ack for ack in batch if ack.job_id not in applied]
