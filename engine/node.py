@@ -81,6 +81,7 @@ class NodeSupervisor:
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
         self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
+        self.task_names: tuple[str, ...] = ()  # every supervised task, once started (for /metrics)
         self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
         self._watchers: list[Callable[[str, str], None]] = []
         # Notices a blocked event loop from a thread, reading the running (id, kind) from there.
@@ -130,7 +131,8 @@ class NodeSupervisor:
 
     def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
         assert self.store is not None
-        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded)
+        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded,
+                           max_rescues=self.config.lifeline.max_rescues)
         for name, settings in self.config.queues.items():
             control = controls.get(name, {})
             self.producers[name] = Producer(
@@ -181,6 +183,7 @@ class NodeSupervisor:
                 **({"alerts": self._alerts().run} if self.config.alerts else {}),
                 **{f"producer {name}": self._producer_task(producer) for name, producer in self.producers.items()},
             }
+            self.task_names = tuple(services)
             async with anyio.create_task_group() as group:
                 for name, service in services.items():
                     group.start_soon(self._supervise, name, service, name=f"jobengine {name}")

@@ -171,6 +171,39 @@ SELECT id, (SELECT count(pg_notify($3, q.queue)) FROM (SELECT DISTINCT queue FRO
 FROM released
 """
 
+# Return the jobs this node stopped because its lease was in doubt (Ack.lease_lost), fenced
+# as every ack: available at once, the attempt refunded, and the stop counted in `rescued` as
+# a rescue is. A job stopped so once more than $5 times (max_rescues) is discarded instead,
+# its attempt spent: a handler that blocks the event loop makes its own node lose the lease
+# on every run, and going back unspent it would run for ever. The verdict is computed once,
+# in `lost`, so state and message agree. Rare (only after a stall or an outage), so it stays
+# out of JOB_SET_STATE_IF_EXECUTING. $1 id[], $2 attempt[], $3 attempted_at[], $4 error jsonb[]
+# (returned), $6 error jsonb[] (discarded), $7 channel to wake the queues that got jobs back.
+JOB_RETURN_LEASE_LOST = """
+WITH lost AS (
+    SELECT j.id, j.rescued + 1 > $5::int AS poison, x.returned, x.discarded
+    FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::jsonb[], $6::jsonb[])
+         AS x(id, attempt, attempted_at, returned, discarded)
+    -- (SELECT 'executing'): joined on the primary key, as in JOB_SET_STATE_IF_EXECUTING.
+    JOIN {schema}.jobs AS j ON j.id = x.id AND j.state = (SELECT 'executing') AND j.attempt = x.attempt
+                            AND j.attempted_at = x.attempted_at
+    FOR UPDATE OF j
+), returned AS (
+    UPDATE {schema}.jobs AS j
+    SET rescued = j.rescued + 1,
+        state = CASE WHEN l.poison THEN 'discarded' ELSE 'available' END,
+        discarded_at = CASE WHEN l.poison THEN now() END,
+        attempt = CASE WHEN l.poison THEN j.attempt ELSE greatest(j.attempt - 1, 0) END,
+        scheduled_at = now(),
+        errors = j.errors || jsonb_build_array(CASE WHEN l.poison THEN l.discarded ELSE l.returned END)
+    FROM lost AS l WHERE j.id = l.id
+    RETURNING """ + _job_columns("j") + """, j.meta ? 'has_dependents' AS has_dependents
+)
+SELECT r.*, (SELECT count(pg_notify($7, q.queue))
+             FROM (SELECT DISTINCT queue FROM returned WHERE state = 'available') AS q) AS notified
+FROM returned AS r ORDER BY r.id
+"""
+
 # --- jobs: scheduling and housekeeping ------------------------------------------
 
 # Make due scheduled/retryable jobs available and wake their queues.
@@ -1582,6 +1615,7 @@ class Statements:
     JOB_MAKE_DUE: str
     JOB_NEXT_DUE_IN: str
     JOB_RESCUE_ORPHANED: str
+    JOB_RETURN_LEASE_LOST: str
     JOB_PRUNE_FINISHED: str
     JOB_GET: str
     JOB_CANCEL: str

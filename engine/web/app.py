@@ -22,6 +22,7 @@ from aiohttp import web
 
 from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
+from engine.core.tracebacks import format_traceback
 from engine.engine import Engine
 from engine.web import accounts, alerts, api, charts, definitions, job_forms, live, nodes, pages, present
 from engine.web.actions import ActionError
@@ -84,7 +85,9 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             log.warning("dashboard request: database unavailable", path=request.path, error=str(exc))
             response = error_response(request, 503, f"database unavailable ({type(exc).__name__}); try again shortly")
         else:
-            log.exception("dashboard request failed", path=request.path, method=request.method)
+            # Bounded before it is formatted: a recursion-deep traceback would block the loop.
+            trace = request.app[ENGINE].secrets.redact_text(format_traceback(exc))
+            log.error("dashboard request failed", path=request.path, method=request.method, exception=trace)
             response = error_response(request, 500, "internal error (logged on the server)")
     _headers(request, response)
     return response

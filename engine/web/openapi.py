@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.actions import BULK_FILTER_KEYS, CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
 from engine.web.alerts_openapi import alert_paths, alert_schemas
 from engine.web.definitions_openapi import definition_paths, definition_schemas, job_patch_operation
 from engine.web.present import GROUPS, STATES
@@ -86,7 +86,9 @@ SCHEMAS: dict[str, Any] = {
     "BulkRequest": {"type": "object", "required": ["action"], "properties": {
         "action": {"enum": list(JOB_ACTIONS)},
         "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_BULK_IDS},
-        "filter": {"type": "object", "description": "state, queue, kind, tag, q (as GET /api/jobs)"}}},
+        "filter": {"type": "object", "additionalProperties": False,
+                   "properties": {key: {"type": "string"} for key in BULK_FILTER_KEYS},
+                   "description": "as GET /api/jobs; any other key is a 400"}}},
     "BulkResult": {"type": "object", "required": ["action", "selected", "changed", "more"], "properties": {
         "action": {"enum": list(JOB_ACTIONS)}, "selected": {"type": "integer"},
         "changed": {"type": "array", "items": {"type": "integer"}}, "more": {"type": "boolean"},

@@ -171,6 +171,24 @@ async def test_bulk_action_on_a_filter_reaches_every_match(dashboard: Dashboard,
     assert states == {"cancelled"}
 
 
+
+async def test_a_bulk_filter_with_an_unknown_key_is_refused_naming_it_and_touches_nothing(
+        dashboard: Dashboard, http) -> None:
+    narrow = await dashboard.engine.enqueue("scripted", {}, delay=3600, tags=["wanted"])
+    other = await dashboard.engine.enqueue("scripted", {}, delay=3600)
+    # A misspelt key ("tags") and keys a bulk filter does not honour (paging) would widen the set.
+    for flt, key, hint in (({"state": "scheduled", "tags": "wanted"}, "tags", "did you mean 'tag'?"),
+                           ({"state": "scheduled", "limit": 1}, "limit", None),
+                           ({"state": "scheduled", "before": other.id}, "before", None)):
+        status, body = await _call(http, dashboard, "post", "/api/jobs/bulk", json={"action": "cancel", "filter": flt})
+        assert status == 400, (flt, status, body)
+        assert f"filter: unknown key '{key}'" in body["error"], body
+        assert "state, queue, kind, tag, q" in body["error"], body
+        assert hint is None or hint in body["error"], body
+    states = {(await dashboard.engine.get(job.id)).state for job in (narrow, other)}  # type: ignore[union-attr]
+    assert states == {"scheduled"}
+
+
 BAD_REQUESTS = [
     ("get", "/api/jobs?state=sleeping", {}), ("get", "/api/jobs?limit=0", {}), ("get", "/api/jobs?limit=x", {}),
     ("get", "/api/jobs?before=-5", {}), ("get", "/api/jobs?order=random", {}), ("get", "/api/jobs/abc", {}),
