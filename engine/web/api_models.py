@@ -238,13 +238,18 @@ class JobPath(Model):
 
 
 class BulkFilter(Model):
-    """The jobs a bulk action reaches: the filters of GET /api/jobs."""
+    """The jobs a bulk action reaches: the filters of GET /api/jobs (any other key is a 400)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     state: JobState | None = None
     queue: Text | None = None
     kind: Text | None = None
     tag: Text | None = None
     q: Annotated[str, Field(max_length=MAX_QUERY, pattern="^[^\\x00]*$")] | None = None
+
+
+assert tuple(BulkFilter.model_fields) == actions.BULK_FILTER_KEYS
 
 
 class BulkRequest(Model):

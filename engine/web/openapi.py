@@ -28,6 +28,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from engine.web import api_models as m
 from engine.web.accounts import USER_ACTIONS
 from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, QUEUE_ACTIONS
+from engine.web.alerts_openapi import alert_paths, alert_schemas
 from engine.web.api_models import Feature, Operation
 from engine.web.definitions_openapi import DEFINITION_OPERATIONS
 
@@ -38,9 +39,10 @@ ERROR_TEXTS = {400: "Bad input (the message names the parameter, field or search
                503: "Database unreachable; try again shortly"}
 
 # Per-feature modules contribute rows here, or (written as dicts, the way the definitions'
-# operations once were) their paths and schemas: Feature(paths=alert_paths, schemas=alert_schemas).
+# operations once were) functions returning their paths and their schemas.
 FEATURES: tuple[Feature, ...] = (
     Feature(operations=DEFINITION_OPERATIONS),
+    Feature(paths=alert_paths, schemas=alert_schemas),
 )
 
 _JOB_SUMMARIES = {"retry": "Retry one job now (any state but executing)", "cancel": "Cancel one job",

@@ -84,6 +84,7 @@ def test_the_models_name_the_fields_the_code_builds() -> None:
     assert {f.name for f in dataclasses.fields(CronStatus)} == set(api_models.CronEntry.model_fields)
     assert {f.name for f in dataclasses.fields(JobFilter)} == set(api_models.JobListQuery.model_fields)
     assert set(api_models.BulkFilter.model_fields) < set(api_models.JobListQuery.model_fields)
+    assert api_models.BulkFilter.model_config.get("extra") == "forbid", "a bulk filter refuses other keys"
 
 
 def test_a_feature_module_contributes_rows_or_written_paths() -> None:
