@@ -48,8 +48,10 @@ class DashboardReads(StoreBase):
 
     async def dashboard_throughput(self, minutes: int, queue: str | None = None) -> list[dict[str, Any]]:
         """``[{minute, completed, failed}]`` for the minutes that had any, oldest first."""
-        async with self.pool.acquire() as conn:
-            records = await conn.fetch(self.statements.DASHBOARD_THROUGHPUT, minutes, queue)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(self.statements.DASHBOARD_PLAN_CUSTOM)
+            rolled_until = await conn.fetchval(self.statements.ROLLUP_MARK)
+            records = await conn.fetch(self.statements.DASHBOARD_THROUGHPUT, minutes, queue, rolled_until)
         return [dict(r) for r in records]
 
     async def dashboard_nodes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

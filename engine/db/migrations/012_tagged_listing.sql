@@ -1,4 +1,5 @@
--- 012: job pages filtered by tag read the newest tagged jobs of each (queue, state).
+-- 012: job pages filtered by tag read the newest tagged jobs of each (queue, state); the
+-- planner gets statistics for two expressions it could not estimate.
 -- `{schema}` is replaced by the schema name.
 --
 -- 005's GIN index on tags answered "which jobs carry tag X", but a page wants the newest 50
@@ -17,6 +18,11 @@ DO $$
 BEGIN
     IF current_setting('server_version_num')::int >= 140000 THEN
         EXECUTE 'CREATE STATISTICS IF NOT EXISTS {schema}.jobs_tagged_stats ON (cardinality(tags)) FROM {schema}.jobs';
+        -- The same for the finished time: jobs_finished_idx is partial, and Postgres keeps no
+        -- statistics for a partial index's expression, so "finished in the last N minutes"
+        -- was guessed at a third of the table and read by a sequential scan (6.8 s at 10M).
+        EXECUTE 'CREATE STATISTICS IF NOT EXISTS {schema}.jobs_finished_at_stats '
+                'ON (coalesce(completed_at, cancelled_at, discarded_at)) FROM {schema}.jobs';
     END IF;
 END
 $$;
