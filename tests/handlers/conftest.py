@@ -28,6 +28,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from pydantic import ValidationError
 
+from engine.core.attempt_log import AttemptLog
 from engine.core.config import Config, build_config
 from engine.core.context import HandlerContext, Resources
 from engine.core.job import Job
@@ -82,8 +83,15 @@ class Harness:
                     render(args, scope), context=RENDERED_CONTEXT)
             except ValidationError as exc:  # the executor discards such a job
                 raise PermanentError(describe_validation_error(exc, kind=kind)) from None
-        ctx = HandlerContext(self.config, self.resources, self.secrets, self.logger, scope)
+        # The attempt log the executor would hand it (lines a test reads with attempt_lines()).
+        self.attempt_log = AttemptLog(job.id, job.attempt, self.secrets)
+        ctx = HandlerContext(self.config, self.resources, self.secrets, self.logger, scope,
+                             attempt_log=self.attempt_log)
         return await spec.func(replace(job, args=job_args), ctx)
+
+    def attempt_lines(self) -> list[str]:
+        """The last run's attempt log lines, without their time stamps."""
+        return [line.split(" ", 1)[1] for line in self.attempt_log.pending]
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_buffer.getvalue().splitlines()]
