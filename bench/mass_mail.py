@@ -91,9 +91,12 @@ async def _smtp_sink(port: int, rate: float) -> None:
 
 async def _worker(url: str, smtp_port: int, concurrency: int, ready_file: str) -> None:
     from engine.core.config import build_config
+    from engine.core.logs import configure_logging
     from engine.engine import Engine
 
-    async with Engine(config=build_config(_settings(url, smtp_port, concurrency))):
+    config = build_config(_settings(url, smtp_port, concurrency))
+    configure_logging(config.logging)  # as `jobengine start` does: lines below warning are not written
+    async with Engine(config=config):
         await asyncio.to_thread(Path(ready_file).write_text, "ready")  # stdout carries the logs
         await asyncio.Event().wait()
 
