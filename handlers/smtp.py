@@ -66,7 +66,6 @@ class SmtpPool:
 
     def __init__(self, settings: SmtpConfig) -> None:
         self.settings = settings
-        self.opened = 0  # sessions opened so far (for tests and curious operators)
         self._idle: list[_Idle] = []  # oldest first; the newest is reused first
         self._open: set[aiosmtplib.SMTP] = set()
         self._local_hostname: str | None = None
@@ -127,7 +126,6 @@ class SmtpPool:
         )
         await client.connect()  # EHLO, STARTTLS and the login as configured
         self._open.add(client)
-        self.opened += 1
         return client
 
     def _release(self, client: aiosmtplib.SMTP) -> None:

@@ -12,9 +12,9 @@ or ``~/.ssh/known_hosts``: an unknown key and a changed key fail the job for goo
 its own message. On timeout the channel is closed (and the process signalled) so the remote
 command does not keep running. While the command runs, its stdout and stderr lines go to the
 attempt's log as they arrive (capped and redacted like every attempt log line), so the job
-page shows them live; the result still carries the (capped) output. The host passes the same address guard as http first
-(``[ssh].allow`` / ``deny``; private, loopback and metadata addresses need an allow entry), and
-the connection goes to the address that was checked.
+page shows them live; the result still carries the (capped) output. The host passes the same
+address guard as http first (``[ssh].allow`` / ``deny``; private, loopback and metadata
+addresses need an allow entry), and the connection goes to the address that was checked.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ async def execute(
             try:
                 async with asyncio.timeout(seconds):
                     stdout, stderr = await asyncio.gather(
-                        _drain(process.stdout, cap, OutputLines(log, "stdout") if log else None),
-                        _drain(process.stderr, cap, OutputLines(log, "stderr") if log else None),
+                        _drain(process.stdout, cap, None if log is None else OutputLines(log, "stdout")),
+                        _drain(process.stderr, cap, None if log is None else OutputLines(log, "stderr")),
                     )
                     await process.wait_closed()
             except (TimeoutError, asyncio.CancelledError) as exc:
