@@ -4,6 +4,7 @@
    complete ``jobs`` jobs in batches, one statement per connection, backend CPU by psutil,
    WAL by LSN) with the index ("gin") and without it ("none"), alternating for ``rounds``.
    The insert's cost is measured the same way (one INSERT ... SELECT of the jobs).
+1b. ``tags``: the same for migration 012's tag index (btree) against 005's GIN one, every job tagged.
 2. ``rollup``: backend CPU of the rollup statements per finished job, for ``finished`` jobs
    spread over the last hour and 5 queues x 10 kinds.
 3. ``search``: a table of ``rows`` jobs (args ``{"to": "userN@example.com", "n": N}``), each
@@ -76,6 +77,49 @@ async def args_index(url: str, jobs: int, rounds: int) -> None:
     extra = (medians["gin"][0] + medians["gin"][2]) - (medians["none"][0] + medians["none"][2])
     print(f"  the index adds {extra:.1f} us of Postgres CPU per job (insert + claim + complete): "
           f"{100 * extra / DRAIN_CPU_US:.1f} % of the drain's {DRAIN_CPU_US:.0f} us/job")
+
+
+TAGGED_FILL = """
+INSERT INTO {schema}.jobs (queue, kind, args, tags)
+SELECT 'default', 'bench' || (i % 5), jsonb_build_object('i', i), ARRAY['game-' || (i % 7), 'vip']
+FROM generate_series(1, $1::int) AS i
+"""
+
+
+async def tag_index(url: str, jobs: int, rounds: int) -> None:
+    """Migration 012: 005's GIN index on tags ("gin") against jobs_tagged_listing_idx
+    ("btree"), for jobs that all carry tags (untagged jobs are in neither)."""
+    results: dict[str, list[tuple[float, float, float, float]]] = {"gin": [], "btree": []}
+    for round_no in range(rounds):
+        for variant in ("gin", "btree") if round_no % 2 == 0 else ("btree", "gin"):
+            schema = f"dash_cost_tags_{variant}"
+            quoted = sql.quote_ident(schema)
+            conn = await _fresh(url, schema)
+            try:
+                if variant == "gin":
+                    await conn.execute(f"DROP INDEX {quoted}.jobs_tagged_listing_idx; CREATE INDEX "
+                                       f"jobs_tags_listing_idx ON {quoted}.jobs USING gin (tags) "
+                                       "WHERE cardinality(tags) <> 0 AND state <> 'executing'")
+                await conn.execute(f"ALTER TABLE {quoted}.jobs SET (autovacuum_enabled = false)")
+                backend = psutil.Process(conn.get_server_pid())
+                cpu, lsn = _cpu(backend), await _lsn(conn)
+                await conn.execute(TAGGED_FILL.replace("{schema}", quoted), jobs)
+                insert_cpu, insert_wal = (_cpu(backend) - cpu) * 1e6 / jobs, (await _lsn(conn) - lsn) / jobs
+                await conn.execute(f"VACUUM ANALYZE {quoted}.jobs")
+                await conn.execute("CHECKPOINT")
+            finally:
+                await conn.close()
+            drained = await _drain(url, schema, variant, 100)
+            ack = drained.per_job(drained.cpu, "claim") + drained.per_job(drained.cpu, "complete")
+            wal = drained.per_job(drained.wal, "claim", 1) + drained.per_job(drained.wal, "complete", 1)
+            results[variant].append((insert_cpu, insert_wal, ack, wal))
+            print(f"  round {round_no + 1} {variant}: insert {insert_cpu:.1f} us/job {insert_wal:.0f} B/job, "
+                  f"claim+complete {ack:.1f} us/job {wal:.0f} B/job", flush=True)
+    print("tag index, every job tagged (median): insert CPU us/job  insert WAL B/job  claim+complete CPU us/job  "
+          "WAL B/job")
+    for variant, rows in results.items():
+        m = [statistics.median(r[i] for r in rows) for i in range(4)]
+        print(f"  {variant:5} {m[0]:20.1f} {m[1]:17.0f} {m[2]:26.1f} {m[3]:10.0f}")
 
 
 ROLLUP_FILL = """
@@ -170,6 +214,8 @@ async def search(url: str, rows: int, reads: int) -> None:
 async def _main(url: str, args: argparse.Namespace) -> None:
     if args.only in (None, "args"):
         await args_index(url, args.jobs, args.rounds)
+    if args.only in (None, "tags"):
+        await tag_index(url, args.jobs, args.rounds)
     if args.only in (None, "rollup"):
         await rollup(url, args.finished)
     if args.only in (None, "search"):
@@ -183,7 +229,7 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=200_000, help="finished jobs the rollup aggregates")
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the search table")
     parser.add_argument("--reads", type=int, default=20, help="reads per search")
-    parser.add_argument("--only", choices=["args", "rollup", "search"])
+    parser.add_argument("--only", choices=["args", "tags", "rollup", "search"])
     parser.add_argument("--url", help="a Postgres to use (default: a dedicated embedded server)")
     args = parser.parse_args()
     server = BenchServer.external(args.url) if args.url else BenchServer.start()

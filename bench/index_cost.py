@@ -41,7 +41,7 @@ CREATE INDEX jobs_queue_state_idx ON {schema}.jobs (queue, state, id DESC);
 CREATE INDEX jobs_kind_idx ON {schema}.jobs (kind, id DESC);
 CREATE INDEX jobs_tags_idx ON {schema}.jobs USING gin (tags);
 CREATE INDEX jobs_executing_idx ON {schema}.jobs (attempted_by) WHERE state = 'executing';
-DROP INDEX {schema}.jobs_queue_listing_idx, {schema}.jobs_kind_listing_idx, {schema}.jobs_tags_listing_idx,
+DROP INDEX {schema}.jobs_queue_listing_idx, {schema}.jobs_kind_listing_idx, {schema}.jobs_tagged_listing_idx,
            {schema}.jobs_executing_queue_idx;
 """
 

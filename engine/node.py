@@ -1,7 +1,8 @@
 """The node supervisor: one processing engine's services and producers, in one task group.
 
 :class:`NodeSupervisor` builds the acker, the notifier, the lifeline, the stager, the
-pruner, the dependency sweeper, the cron ticker and one producer per configured queue,
+pruner, the dependency sweeper, the cron ticker, the rollup, the attempt-log writer, the
+alert evaluator (when the config has ``[[alerts]]``) and one producer per configured queue,
 runs them in one anyio task group inside a host task (so none is orphaned), routes
 control messages (pause, resume, scale, cancel, cron changes) to them, and stops them
 gracefully. The :class:`engine.engine.Engine` facade owns one when it processes jobs.
@@ -13,6 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -22,10 +24,12 @@ import structlog
 from engine.core import backoff
 from engine.core.claims import ClaimGate
 from engine.core.config import Config
+from engine.cron.schedule import CronConfigError, CronSchedule, missed_slot
 from engine.cron.store import CronStore
 from engine.cron.ticker import CronTicker
 from engine.db.faults import CONNECTION_ERRORS, log_fault
 from engine.db.store import JobStore
+from engine.maintenance.alerts import Alerts
 from engine.maintenance.attempt_log_writer import AttemptLogWriter
 from engine.maintenance.lifeline import Lifeline, node_identity
 from engine.maintenance.loop_watchdog import LoopWatchdog
@@ -77,6 +81,7 @@ class NodeSupervisor:
         self._grace = config.shutdown_grace
         self.hurried = False  # set by hurry(): the stop did not wait out the grace period
         self.task_restarts: Counter[str] = Counter()  # unexpected ends of each task (for /metrics)
+        self.task_names: tuple[str, ...] = ()  # every supervised task, once started (for /metrics)
         self.tasks_down: set[str] = set()  # tasks that ended unexpectedly and wait to restart
         self._watchers: list[Callable[[str, str], None]] = []
         # Notices a blocked event loop from a thread, reading the running (id, kind) from there.
@@ -126,7 +131,8 @@ class NodeSupervisor:
 
     def _build_services(self, controls: dict[str, dict[str, Any]]) -> None:
         assert self.store is not None
-        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded)
+        self.acker = Acker(self.store, on_discarded=self.executor.followups.on_discarded,
+                           max_rescues=self.config.lifeline.max_rescues)
         for name, settings in self.config.queues.items():
             control = controls.get(name, {})
             self.producers[name] = Producer(
@@ -151,6 +157,10 @@ class NodeSupervisor:
         return AttemptLogWriter(self.store, self.executor.attempt_logs, self.executor.events,
                                 keep=max(retention.completed, retention.cancelled, retention.discarded))
 
+    def _alerts(self) -> Alerts:
+        return Alerts(self.store, self.config, self.executor.followups.inserter, node=self.node,
+                      missed_slot=cron_missed_check())
+
     def describe(self) -> dict[str, Any]:
         """What this node's heartbeat tells the others (and the nodes page): each queue's
         concurrency, pause and running jobs."""
@@ -170,8 +180,10 @@ class NodeSupervisor:
                 "controls": self._sync_controls_loop, "cron": self._cron_ticker.run,  # type: ignore[union-attr]
                 "sweeper": DependencySweeper(self.store).run, "rollup": Rollup(self.store).run,
                 "attempt logs": self._attempt_log_writer().run,
+                **({"alerts": self._alerts().run} if self.config.alerts else {}),
                 **{f"producer {name}": self._producer_task(producer) for name, producer in self.producers.items()},
             }
+            self.task_names = tuple(services)
             async with anyio.create_task_group() as group:
                 for name, service in services.items():
                     group.start_soon(self._supervise, name, service, name=f"jobengine {name}")
@@ -393,6 +405,25 @@ class NodeSupervisor:
             target.resume()
         elif action == "scale" and isinstance(message.get("concurrency"), int):
             target.scale(message["concurrency"])
+
+
+def cron_missed_check() -> Callable[[dict[str, Any], datetime], datetime | None]:
+    """The cron_missed alert's check of one cron definition's row (schedules parsed once)."""
+    schedules: dict[tuple[str, str], CronSchedule | None] = {}
+
+    def check(row: dict[str, Any], now: datetime) -> datetime | None:
+        key = (row["schedule"], row["timezone"])
+        if key not in schedules:
+            try:
+                schedules[key] = CronSchedule.parse(*key, entry=row["name"])
+            except CronConfigError:  # the ticker reports it; an entry that cannot fire misses nothing
+                schedules[key] = None
+        schedule = schedules[key]
+        if schedule is None:
+            return None
+        return missed_slot(schedule, now, last_slot=row["last_slot"], active_since=row["active_since"])
+
+    return check
 
 
 def _cancelling() -> bool:

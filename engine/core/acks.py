@@ -94,6 +94,9 @@ class Ack:
     followups: tuple[Any, ...] = ()
     # The attempt's job, for the follow-ups of a discard that replaces a refused ack.
     job: Job | None = field(default=None, compare=False, repr=False)
+    # A lease-lost ack's cause (``node X could not heartbeat for 2.0s ...``): such an ack counts
+    # as a rescue, and becomes a discard saying so once the job was stopped too often.
+    lease: str | None = None
 
     @staticmethod
     def _fence(job: Job) -> tuple[int, int, datetime]:
@@ -137,11 +140,21 @@ class Ack:
         once, the attempt not spent, the reason recorded. ``cause`` says why heartbeats were
         not sent when the node knows (``the event loop was blocked for 2.0s (while job 7 ran)``)."""
         why = f" because {cause}" if cause else ""
+        lease = f"node {job.attempted_by} could not heartbeat for {silent_for:.1f}s{why}"
         error = ErrorEntry.now(job.attempt, "rescued",
-                               f"stopped: node {job.attempted_by} could not heartbeat for {silent_for:.1f}s{why}, "
-                               "so another node may rescue the job; returned to be retried")
+                               f"stopped: {lease}, so another node may rescue the job; returned to be retried")
         job_id, attempt, at = cls._fence(job)
-        return cls(job_id, attempt, at, JobState.AVAILABLE, delay=0.0, refund=True, error=error.as_dict(), job=job)
+        return cls(job_id, attempt, at, JobState.AVAILABLE, delay=0.0, refund=True, error=error.as_dict(), job=job,
+                   lease=lease)
+
+    def lease_discard_error(self, max_rescues: int) -> ErrorEntry:
+        """The error of a lease-lost ack once its job was stopped so more than ``max_rescues``
+        times: a handler that blocks the event loop makes its own node lose the lease on every
+        run, and would otherwise go back unspent for ever."""
+        return ErrorEntry.now(self.attempt, "rescued",
+                              f"discarded: stopped again after {max_rescues} rescues (max_rescues); the job seems "
+                              "to block its process (a blocking call in an async handler stops its node's "
+                              f"heartbeats): {self.lease}")
 
     def refused_error(self, reason: str) -> ErrorEntry:
         """The error of the discard that replaces this ack when Postgres refuses to store it;

@@ -203,6 +203,100 @@ class CronEntryConfig(Section):
     catch_up: Duration = 0.0
 
 
+AlertMetric = Literal["backlog", "oldest_waiting", "failure_rate", "no_consumer", "cron_missed", "node_lost"]
+# Metrics whose value is a count of things that are wrong: without a threshold, one is enough.
+ALERT_COUNT_METRICS = frozenset({"no_consumer", "cron_missed", "node_lost"})
+# Which filter each metric takes (README, "Alerts").
+ALERT_FILTERS: dict[str, frozenset[str]] = {
+    "backlog": frozenset({"queue"}), "oldest_waiting": frozenset({"queue"}),
+    "failure_rate": frozenset({"queue", "definition"}), "no_consumer": frozenset({"queue"}),
+    "cron_missed": frozenset({"definition"}), "node_lost": frozenset({"queue"}),
+}
+# failure_rate and node_lost look back over ``window``; unset: ``for``, at least this.
+ALERT_MIN_WINDOW = 300.0
+
+
+class AlertNotify(Section):
+    """Where an alert's transitions go (``notify = { email = "...", webhook = "https://..." }``);
+    unset: the ``failure_notification`` targets."""
+
+    email: str | None = None
+    webhook: str | None = None
+
+    @field_validator("email", "webhook")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class AlertConfig(Section):
+    """One ``[[alerts]]`` table: fires when ``metric`` (filtered by ``queue`` or
+    ``definition``) stays above ``threshold`` for ``for`` seconds; recovers when it is not
+    above it any more. See the README's "Alerts" section."""
+
+    name: str
+    metric: AlertMetric
+    queue: str | None = None
+    definition: str | None = None
+    threshold: float | None = None
+    for_: Duration = Field(0.0, alias="for", ge=0)
+    window: Duration | None = Field(None, gt=0)
+    notify: AlertNotify | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _duration_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("threshold"), str) and data.get("metric") != "oldest_waiting":
+            raise ValueError(f"alert {data.get('name')!r}: 'threshold' must be a number "
+                             "(a duration such as '10m' only for oldest_waiting)")
+        return data
+
+    @field_validator("for_", "window", "threshold", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fits_metric(self) -> AlertConfig:
+        problem = path_segment_problem(self.name)
+        if problem:
+            raise ValueError(f"alert name {self.name!r} {problem}")
+        for key in ("queue", "definition"):
+            if getattr(self, key) is not None and key not in ALERT_FILTERS[self.metric]:
+                allowed = " or ".join(sorted(ALERT_FILTERS[self.metric]))
+                raise ValueError(f"alert {self.name!r}: '{key}' does not apply to metric {self.metric} "
+                                 f"(it takes {allowed})")
+        if self.queue is not None and self.definition is not None:
+            raise ValueError(f"alert {self.name!r}: give 'queue' or 'definition', not both")
+        if self.threshold is None and self.metric not in ALERT_COUNT_METRICS:
+            raise ValueError(f"alert {self.name!r}: metric {self.metric} needs a 'threshold'")
+        if self.metric == "failure_rate" and self.threshold is not None and not 0 <= self.threshold < 1:
+            raise ValueError(f"alert {self.name!r}: 'threshold' of failure_rate is a share from 0 to 1 "
+                             f"(0.05 is 5 %), not {self.threshold}")
+        if self.threshold is not None and self.threshold < 0:
+            raise ValueError(f"alert {self.name!r}: 'threshold' must not be negative")
+        return self
+
+    @property
+    def limit(self) -> float:
+        """The value the metric must exceed."""
+        return self.threshold if self.threshold is not None else 0.0
+
+    @property
+    def look_back(self) -> float:
+        """Seconds failure_rate and node_lost look back over."""
+        return self.window if self.window is not None else max(self.for_, ALERT_MIN_WINDOW)
+
+
 class Config(Section):
     """The whole configuration. Build it with :func:`load_config`.
 
@@ -237,11 +331,14 @@ class Config(Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     lifeline: LifelineConfig = Field(default_factory=LifelineConfig)
     cron: list[CronEntryConfig] = []
+    alerts: list[AlertConfig] = []
+    # How often the alerts are evaluated (by one node at a time, whichever the database picks).
+    alerts_interval: Duration = Field(15.0, gt=0)
     # Where the config file lives; templates are read from ``base_dir / "templates"``.
     base_dir: Path = Path(".")
 
     @field_validator(
-        "poll_interval", "shutdown_grace", "query_timeout", mode="before"
+        "poll_interval", "shutdown_grace", "query_timeout", "alerts_interval", mode="before"
     )
     @classmethod
     def _durations(cls, value: Any) -> float:
@@ -264,6 +361,10 @@ class Config(Section):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"cron entry names must be unique; repeated: {', '.join(duplicates)}")
+        alerts = [alert.name for alert in self.alerts]
+        repeated = sorted({name for name in alerts if alerts.count(name) > 1})
+        if repeated:
+            raise ValueError(f"alert names must be unique; repeated: {', '.join(repeated)}")
         return self
 
     @property

@@ -22,6 +22,7 @@ import structlog
 
 from engine.core.config import LoggingConfig
 from engine.core.secrets import Secrets
+from engine.core.tracebacks import format_exc_info, format_traceback
 
 
 class LogRedaction:
@@ -56,7 +57,8 @@ LOG_REDACTION = LogRedaction()
 
 def redact_processor(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: every value of the event redacted. Put it after
-    ``format_exc_info`` (so tracebacks are text by then) and before the renderer."""
+    ``format_exc_info`` or ``ExceptionRenderer`` (so tracebacks are text by then) and before
+    the renderer."""
     for key, value in list(event.items()):
         if not key.startswith("_"):  # _record and _from_structlog belong to ProcessorFormatter
             event[key] = LOG_REDACTION.value(value)
@@ -68,8 +70,8 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:  # bounded: a deep one would block the loop
+            message += "\n" + format_traceback(record.exc_info[1]).rstrip("\n")
             record.exc_info, record.exc_text = None, None
         record.msg, record.args = LOG_REDACTION.text(message), None
         return True
@@ -88,8 +90,11 @@ def configure_logging(config: LoggingConfig) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Tracebacks cut to size before they are formatted (engine.core.tracebacks): a
+    # recursion-deep one took seconds to format on the event loop.
+    exceptions = structlog.processors.ExceptionRenderer(format_exc_info)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, redact_processor, renderer],
+        processors=[*shared, exceptions, redact_processor, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
@@ -99,7 +104,7 @@ def configure_logging(config: LoggingConfig) -> None:
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, redact_processor, renderer],
+                    exceptions, redact_processor, renderer],
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]

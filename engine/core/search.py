@@ -83,8 +83,9 @@ class JobQuery:
     @property
     def scanned(self) -> bool:
         """True when a term can only be checked row by row (error text, bare words, node,
-        definition): such a search reads a bounded number of the newest matching rows."""
-        return bool(self.errors or self.words or self.node is not None or self.definition is not None)
+        definition, tag): such a search reads a bounded number of the newest matching rows
+        (for a tag, of the newest tagged ones)."""
+        return bool(self.errors or self.words or self.tags or self.node is not None or self.definition is not None)
 
     @property
     def job_id(self) -> int | None:

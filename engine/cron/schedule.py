@@ -37,6 +37,7 @@ __all__ = [
     "CronEntry",
     "CronSchedule",
     "due_slots",
+    "missed_slot",
 ]
 
 ALIASES = {
@@ -272,3 +273,21 @@ def due_slots(
         if len(newest) >= limit or start == lower:
             return list(newest)
         span *= 4
+
+
+def missed_slot(schedule: CronSchedule, now: datetime, *, last_slot: datetime | None,
+                active_since: datetime | None, grace: float = ON_TIME_GRACE) -> datetime | None:
+    """The oldest slot that went by unclaimed: after the last slot claimed (and after the
+    entry became active), and more than ``grace`` seconds ago, when a ticker would still
+    have inserted it. None when every slot so far was claimed (the ``cron_missed`` alert).
+
+    Example::
+
+        missed_slot(every_minute, now, last_slot=now - timedelta(minutes=5), active_since=None)
+        # the slot 4 minutes ago
+    """
+    bounds = [bound for bound in (last_slot, active_since) if bound is not None]
+    if not bounds:
+        return None
+    slot = schedule.next_slot(max(bounds))
+    return slot if slot <= now - timedelta(seconds=grace) else None

@@ -84,7 +84,8 @@ class DashboardReads(StoreBase):
             queue=queue, kind=kind, states=(JobState(state),) if state else None,
             tags=(tag,) if tag else None, words=(search,) if search else None)
         params: list[Any] = []
-        if query.queue is not None or query.states:
+        # A tag is checked on each (queue, state)'s tagged jobs: their index is per pair.
+        if query.queue is not None or query.states or query.tags:
             queues = [query.queue] if query.queue is not None else await self.dashboard_queue_names()
             states = [s.value for s in query.states] or [s.value for s in JobState]
             params = [value for q in queues for s in states for value in (q, s)]
@@ -128,9 +129,6 @@ def _indexed_terms(query: JobQuery, before: int | None, after: int | None) -> tu
         if value is not None:
             names.append(name)
             values.append(value)
-    for tag in query.tags:
-        names.append("tag")
-        values.append(tag)
     for match in query.args:
         documents = match.documents()
         names.append("args" if len(documents) == 1 else "args_either")
@@ -150,4 +148,7 @@ def _scanned_terms(query: JobQuery) -> tuple[list[str], list[Any]]:
         if value is not None:
             names.append(name)
             values.append(value)
+    for tag in query.tags:
+        names.append("tag")
+        values.append(tag)
     return names, values

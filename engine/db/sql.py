@@ -171,6 +171,39 @@ SELECT id, (SELECT count(pg_notify($3, q.queue)) FROM (SELECT DISTINCT queue FRO
 FROM released
 """
 
+# Return the jobs this node stopped because its lease was in doubt (Ack.lease_lost), fenced
+# as every ack: available at once, the attempt refunded, and the stop counted in `rescued` as
+# a rescue is. A job stopped so once more than $5 times (max_rescues) is discarded instead,
+# its attempt spent: a handler that blocks the event loop makes its own node lose the lease
+# on every run, and going back unspent it would run for ever. The verdict is computed once,
+# in `lost`, so state and message agree. Rare (only after a stall or an outage), so it stays
+# out of JOB_SET_STATE_IF_EXECUTING. $1 id[], $2 attempt[], $3 attempted_at[], $4 error jsonb[]
+# (returned), $6 error jsonb[] (discarded), $7 channel to wake the queues that got jobs back.
+JOB_RETURN_LEASE_LOST = """
+WITH lost AS (
+    SELECT j.id, j.rescued + 1 > $5::int AS poison, x.returned, x.discarded
+    FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::jsonb[], $6::jsonb[])
+         AS x(id, attempt, attempted_at, returned, discarded)
+    -- (SELECT 'executing'): joined on the primary key, as in JOB_SET_STATE_IF_EXECUTING.
+    JOIN {schema}.jobs AS j ON j.id = x.id AND j.state = (SELECT 'executing') AND j.attempt = x.attempt
+                            AND j.attempted_at = x.attempted_at
+    FOR UPDATE OF j
+), returned AS (
+    UPDATE {schema}.jobs AS j
+    SET rescued = j.rescued + 1,
+        state = CASE WHEN l.poison THEN 'discarded' ELSE 'available' END,
+        discarded_at = CASE WHEN l.poison THEN now() END,
+        attempt = CASE WHEN l.poison THEN j.attempt ELSE greatest(j.attempt - 1, 0) END,
+        scheduled_at = now(),
+        errors = j.errors || jsonb_build_array(CASE WHEN l.poison THEN l.discarded ELSE l.returned END)
+    FROM lost AS l WHERE j.id = l.id
+    RETURNING """ + _job_columns("j") + """, j.meta ? 'has_dependents' AS has_dependents
+)
+SELECT r.*, (SELECT count(pg_notify($7, q.queue))
+             FROM (SELECT DISTINCT queue FROM returned WHERE state = 'available') AS q) AS notified
+FROM returned AS r ORDER BY r.id
+"""
+
 # --- jobs: scheduling and housekeeping ------------------------------------------
 
 # Make due scheduled/retryable jobs available and wake their queues.
@@ -600,16 +633,16 @@ RETURNING id
 # merge of one branch per (queue, state) pair, each an index range on jobs_queue_listing_idx
 # (or jobs_executing_queue_idx) already in id order: a rare state among a million rows
 # costs what that state holds. Without one, it merges a branch of the jobs at rest
-# (`state <> 'executing'`: jobs_kind_listing_idx, jobs_tags_listing_idx or the primary
-# key) and one of the executing jobs (their small index). Run it with plan_cache_mode =
+# (`state <> 'executing'`: jobs_kind_listing_idx or the primary key) and one of the
+# executing jobs (their small index). A tag filter always takes the per-pair form: the tag
+# is checked on each pair's tagged jobs (jobs_tagged_listing_idx, migration 012). Run it with plan_cache_mode =
 # force_custom_plan: a generic plan cannot tell a rare state from a common one, would
 # walk the primary key backwards through the table, and could not match the partial
-# indexes against a parameter state. A tag filter repeats jobs_tags_listing_idx's
+# indexes against a parameter state. A tag filter repeats jobs_tagged_listing_idx's
 # `cardinality(tags) <> 0` (migration 005 says why not `tags <> '{}'`).
 DASHBOARD_JOB_FILTERS = {
     "id": "j.id = ${n}::bigint",
     "kind": "j.kind = ${n}::text",
-    "tag": "j.tags @> ARRAY[${n}::text] AND cardinality(j.tags) <> 0",
     "before": "j.id < ${n}::bigint",
     "after": "j.id > ${n}::bigint",
     # args.PATH:VALUE (engine/core/search.py): containment, which jobs_args_idx (migration
@@ -624,7 +657,14 @@ DASHBOARD_JOB_SCANNED = {
     "error": "j.errors::text ILIKE ${n}::text",
     "node": "j.attempted_by = ${n}::text",
     "definition": "j.meta ? 'definition' AND j.meta ->> 'definition' = ${n}::text",  # jobs_definition_idx
+    # A tag is checked on the newest tagged jobs of each (queue, state): the walk reads
+    # jobs_tagged_listing_idx (migration 012), so untagged jobs cost nothing. An index on
+    # the tag itself answered a rare tag well but left the planner walking a whole queue's
+    # range for a tag that queue never has (1.5 s at 1M jobs); see _TAGGED_WALK.
+    "tag": "j.tags @> ARRAY[${n}::text]",
 }
+# Added to the walk when a tag is checked; the partial index's predicate, repeated.
+_TAGGED_WALK = "cardinality(j.tags) <> 0"
 # A scanned search reads at most this many newest rows matching the other filters (split
 # over the branches): a search for a rare string answers in bounded time. The dashboard
 # shows this bound beside such a search.
@@ -662,8 +702,10 @@ def dashboard_job_page(schema: str, filters: Sequence[str], *, pairs: int, searc
     limit = f"${n + 1}::int"
     scan = DASHBOARD_SEARCH_SCAN_LIMIT // (pairs or 2)  # no pairs: the at-rest and executing branches
 
+    walk = [*terms, *([_TAGGED_WALK] if "tag" in scanned else [])]
+
     def branch(extra: list[str]) -> str:
-        where = " AND ".join([*extra, *terms]) or "true"
+        where = " AND ".join([*extra, *walk]) or "true"
         inner = f"SELECT j.* FROM {{schema}}.jobs AS j WHERE {where} ORDER BY j.id {order}"
         if checks:
             inner = (f"SELECT j.* FROM ({inner} LIMIT {scan}) AS j "
@@ -1415,6 +1457,137 @@ SELECT id FROM inserted, notified ORDER BY id
 """
 
 
+# --- alerts (migration 011) ------------------------------------------------------------------
+
+# Take the evaluation round: the lease row, unless another node holds it (SKIP LOCKED: no
+# wait) or evaluated less than $1 seconds ago. $2 this node, $3 the round's time (NULL: now).
+# The row stays locked until the round's transaction ends, so rounds never overlap. Returns
+# the round's time, or no row.
+ALERT_ROUND_TAKE = """
+UPDATE {schema}.alert_rounds AS r SET evaluated_at = coalesce($3::timestamptz, now()), evaluated_by = $2
+FROM (SELECT id FROM {schema}.alert_rounds
+      WHERE id AND evaluated_at <= coalesce($3::timestamptz, now()) - make_interval(secs => $1)
+      FOR UPDATE SKIP LOCKED) AS free
+WHERE r.id = free.id
+RETURNING r.evaluated_at
+"""
+
+# Every alert's state. No parameters.
+ALERT_STATE_LIST = "SELECT name, state, since, value, detail::text AS detail, evaluated_at FROM {schema}.alert_states"
+
+# Write one alert's state after a round. $1 name, $2 state, $3 since, $4 value, $5 detail
+# (jsonb text), $6 the round's time.
+ALERT_STATE_SAVE = """
+INSERT INTO {schema}.alert_states AS a (name, state, since, value, detail, evaluated_at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
+ON CONFLICT (name) DO UPDATE SET state = excluded.state, since = excluded.since, value = excluded.value,
+    detail = excluded.detail, evaluated_at = excluded.evaluated_at
+"""
+
+# Record a transition. $1 name, $2 event ('fired' / 'recovered'), $3 value, $4 threshold,
+# $5 detail (jsonb text), $6 when.
+ALERT_HISTORY_RECORD = """
+INSERT INTO {schema}.alert_history (name, event, value, threshold, detail, at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
+"""
+
+# The last $2 transitions of each alert named in $1, newest first: one short range of
+# alert_history_name_idx per alert.
+ALERT_HISTORY_RECENT = """
+SELECT h.name, h.event, h.value, h.threshold, h.detail::text AS detail, h.at
+FROM unnest($1::text[]) AS a(name)
+CROSS JOIN LATERAL (SELECT * FROM {schema}.alert_history AS x WHERE x.name = a.name
+                    ORDER BY x.id DESC LIMIT $2) AS h
+ORDER BY h.name, h.id DESC
+"""
+
+# Forget transitions older than $1 seconds before the round's time $2 (its last step).
+ALERT_HISTORY_PRUNE = "DELETE FROM {schema}.alert_history WHERE at < $2::timestamptz - make_interval(secs => $1)"
+
+# backlog: jobs waiting in queue $1, available or scheduled and due (the stager has not
+# moved them yet), each part counted up to $2, on jobs_fetch_idx (queue first) and
+# jobs_staging_idx: a huge backlog costs at most $2 index entries. A statement of its own,
+# not `$1 IS NULL OR queue = $1`: under a generic plan that term is only a filter, and the
+# count read every queue's available jobs (0.7 s at 50,000 of them).
+ALERT_METRIC_QUEUE_BACKLOG = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs WHERE state = 'available' AND queue = $1 LIMIT $2) AS a)
+     + (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs
+                              WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now() AND queue = $1
+                              LIMIT $2) AS d) AS value
+"""
+
+# backlog of every queue together: as ALERT_METRIC_QUEUE_BACKLOG without the queue. $1 the cap.
+ALERT_METRIC_BACKLOG = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs WHERE state = 'available' LIMIT $1) AS a)
+     + (SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs
+                              WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now() LIMIT $1) AS d)
+       AS value
+"""
+
+# Queues with available jobs: a loose index scan over jobs_fetch_idx (one probe per queue).
+# no_consumer keeps those no live node runs: no heartbeat within $1 seconds lists them (the
+# overview's "no consumer" flag, engine/web/snapshot.py, says the same). $2 one queue (NULL: any).
+ALERT_METRIC_NO_CONSUMER = f"""
+WITH RECURSIVE {_queue_loose_scan("waiting", "j.state = 'available'")}
+SELECT w.queue FROM waiting AS w
+WHERE w.queue IS NOT NULL AND ($2::text IS NULL OR w.queue = $2)
+  AND NOT EXISTS (SELECT 1 FROM {{schema}}.nodes AS n
+                  WHERE w.queue = ANY (n.queues) AND n.heartbeat_at >= now() - make_interval(secs => $1))
+ORDER BY w.queue
+"""
+
+# The queues that have available jobs (oldest_waiting reads each one's oldest job with
+# DASHBOARD_OLDEST_AVAILABLE). Loose index scan, as above. No parameters.
+ALERT_WAITING_QUEUES = f"""
+WITH RECURSIVE {_queue_loose_scan("waiting", "j.state = 'available'")}
+SELECT queue FROM waiting WHERE queue IS NOT NULL ORDER BY queue
+"""
+
+# failure_rate from the rollup (migration 010): discarded and finished (completed +
+# discarded) jobs of queue $1 (NULL: all) in the minutes of the last $2 seconds. The rollup
+# is a minute or two behind, and cheap at any number of jobs; it outlives pruning.
+ALERT_METRIC_FAILURE_RATE = """
+SELECT coalesce(sum(discarded), 0)::bigint AS failed, coalesce(sum(completed + discarded), 0)::bigint AS finished
+FROM {schema}.job_rollup
+WHERE minute >= now() - make_interval(secs => $2) AND ($1::text IS NULL OR queue = $1)
+"""
+
+# failure_rate of definition $1 (the rollup has no definitions): among its newest $3 jobs,
+# those that finished in the last $2 seconds. Bounded: jobs_definition_idx, $3 rows at most.
+ALERT_METRIC_DEFINITION_FAILURE_RATE = """
+SELECT count(*) FILTER (WHERE state = 'discarded')::bigint AS failed, count(*)::bigint AS finished
+FROM (SELECT state, coalesce(completed_at, discarded_at) AS finished_at FROM {schema}.jobs
+      WHERE meta ? 'definition' AND meta ->> 'definition' = $1
+      ORDER BY meta ->> 'definition', id DESC LIMIT $3) AS recent
+WHERE state IN ('completed', 'discarded') AND finished_at >= now() - make_interval(secs => $2)
+"""
+
+# node_lost: nodes that stopped heartbeating: still listed but silent over $1 seconds (the
+# rescue window), or departed as lost in the last $2 seconds and not back since. $3 one
+# queue the node ran (NULL: any).
+ALERT_METRIC_NODE_LOST = """
+SELECT DISTINCT name FROM (
+    SELECT n.name FROM {schema}.nodes AS n
+    WHERE n.heartbeat_at < now() - make_interval(secs => $1) AND ($3::text IS NULL OR $3 = ANY (n.queues))
+    UNION ALL
+    SELECT d.name FROM {schema}.departed_nodes AS d
+    WHERE d.reason = 'lost' AND d.departed_at >= now() - make_interval(secs => $2)
+      AND ($3::text IS NULL OR $3 = ANY (d.queues))
+      AND NOT EXISTS (SELECT 1 FROM {schema}.nodes AS n
+                      WHERE n.name = d.name AND n.heartbeat_at >= now() - make_interval(secs => $1))
+) AS lost ORDER BY name
+"""
+
+# cron_missed: the enabled cron definitions (or only $1) with what says whether a slot went
+# by unclaimed: the schedule, the last slot claimed and when the entry became active. The
+# schedule math is Python's (engine/cron/schedule.py, missed_slot).
+ALERT_CRON_ENTRIES = """
+SELECT name, schedule, timezone, last_slot, active_since FROM {schema}.cron_entries
+WHERE enabled AND trigger_type = 'cron' AND ($1::text IS NULL OR name = $1)
+ORDER BY name
+"""
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -1442,6 +1615,7 @@ class Statements:
     JOB_MAKE_DUE: str
     JOB_NEXT_DUE_IN: str
     JOB_RESCUE_ORPHANED: str
+    JOB_RETURN_LEASE_LOST: str
     JOB_PRUNE_FINISHED: str
     JOB_GET: str
     JOB_CANCEL: str
@@ -1541,6 +1715,20 @@ class Statements:
     JOB_UNIQUE_HOLDERS: str
 
     JOB_INSERT_MANY_IDS: str
+    ALERT_ROUND_TAKE: str
+    ALERT_STATE_LIST: str
+    ALERT_STATE_SAVE: str
+    ALERT_HISTORY_RECORD: str
+    ALERT_HISTORY_RECENT: str
+    ALERT_HISTORY_PRUNE: str
+    ALERT_METRIC_BACKLOG: str
+    ALERT_METRIC_QUEUE_BACKLOG: str
+    ALERT_METRIC_NO_CONSUMER: str
+    ALERT_WAITING_QUEUES: str
+    ALERT_METRIC_FAILURE_RATE: str
+    ALERT_METRIC_DEFINITION_FAILURE_RATE: str
+    ALERT_METRIC_NODE_LOST: str
+    ALERT_CRON_ENTRIES: str
 
     def __init__(self, schema: str, rendered: dict[str, str]) -> None:
         self.schema = schema

@@ -21,6 +21,7 @@ from engine.core.acks import Ack
 from engine.core.job import Job, JobState
 from engine.db import sql
 from engine.db.account_rows import AccountRows
+from engine.db.alert_rows import AlertRows
 from engine.db.attempt_log_rows import AttemptLogRows
 from engine.db.connection import init_connection, keep_session, open_connection
 from engine.db.cron_rows import CronRows
@@ -50,7 +51,7 @@ UNIQUE_RETRIES = 5
 
 
 class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, DefinitionRows, RollupRows,
-               AttemptLogRows, StoppingRows, UniqueHolders):
+               AttemptLogRows, StoppingRows, UniqueHolders, AlertRows):
     """Postgres access for one engine: a pool, the rendered statements, and one method
     per operation.
 
@@ -241,6 +242,27 @@ class JobStore(DependencyRows, CronRows, DashboardReads, AccountRows, Definition
                 [1 if a.refund else 0 for a in acks], [a.error for a in acks]]
         records = await conn.fetch(statement, *fence, *outcome)
         return {r["id"]: r["has_dependents"] for r in records}
+
+    async def return_lease_lost(self, acks: Sequence[Ack], max_rescues: int, *,
+                                on_discarded: Callable[[Job, dict[str, Any]], Sequence[InsertRow]] | None = None,
+                                ) -> set[int]:
+        """Write lease-lost acks (:meth:`Ack.lease_lost`): each job goes back unspent and the
+        stop counts as a rescue; one stopped so more than ``max_rescues`` times is discarded
+        (:meth:`Ack.lease_discard_error`), with the follow-up rows ``on_discarded(job, error)``
+        gives, in the same transaction. Returns the ids whose ack applied."""
+        discard_errors = [a.lease_discard_error(max_rescues).as_dict() for a in acks]
+        async with self.pool.acquire() as conn, conn.transaction():
+            records = await conn.fetch(
+                self.statements.JOB_RETURN_LEASE_LOST, [a.job_id for a in acks], [a.attempt for a in acks],
+                [a.attempted_at for a in acks], [a.error for a in acks], max_rescues, discard_errors,
+                self.statements.insert_channel)
+            discarded = [r for r in records if r["state"] == JobState.DISCARDED]
+            followups = [row for r in discarded if on_discarded is not None
+                         for job in [Job.from_record(r)] for row in on_discarded(job, job.errors[-1])]
+            if followups:
+                await self.insert(followups, conn=conn)
+            await self._settle_dependents(conn, [r["id"] for r in discarded if r["has_dependents"]])
+        return {r["id"] for r in records}
 
     async def release(self, job_ids: Sequence[int], node: str) -> int:
         """Put this node's executing jobs back as available, attempt refunded."""

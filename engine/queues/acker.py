@@ -8,6 +8,8 @@ ends. An ack that Postgres refuses for itself (bad data) is isolated from its ba
 and the job discarded with the reason (and the discard's follow-ups: onFailure, the
 failure notification), so one bad ack never blocks the others. A fault while opening a
 connection (login refused, too many connections) is never a refusal: the ack waits.
+A lease-lost ack (its node stopped the job for want of heartbeats) counts as a rescue: after
+``max_rescues`` of them the job is discarded, since its handler seems to block its process.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ class Acker:
     """
 
     def __init__(self, store: JobStore, *,
-                 on_discarded: Callable[[Job, dict[str, Any]], Sequence[InsertRow]] | None = None) -> None:
+                 on_discarded: Callable[[Job, dict[str, Any]], Sequence[InsertRow]] | None = None,
+                 max_rescues: int = 3) -> None:
         self.store = store
+        self.max_rescues = max_rescues  # lifeline.max_rescues: lease-lost acks count as rescues
         self.on_discarded = on_discarded  # the follow-ups of a discard that replaces a refused ack
         self._pending: list[Ack] = []
         self._event = anyio.Event()
@@ -114,22 +118,40 @@ class Acker:
             await self._nudge.wait()
 
     async def _write(self, batch: list[Ack]) -> None:
-        try:
-            applied = await self.store.finish(batch)
-        except Exception as exc:
-            if not refused(exc):
-                raise
-            if len(batch) > 1:
-                for ack in batch:  # isolate the ack Postgres refuses
-                    await self._write([ack])
-                return
-            applied = await self._refused(batch[0], exc)
+        lost = [ack for ack in batch if ack.lease is not None]  # rare: after a stall or an outage
+        rest = [ack for ack in batch if ack.lease is None] if lost else batch
+        applied: set[int] = set()
+        if lost:  # a batch retried after a fault finds these stale, harmlessly (they are fenced)
+            try:
+                applied = await self.store.return_lease_lost(lost, self.max_rescues,
+                                                             on_discarded=self._lease_followups)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                log.error("lease-lost acks refused by Postgres; writing them as plain acks", error=str(exc),
+                          job_ids=[ack.job_id for ack in lost][:20])
+                rest = batch  # uncounted, but never stuck: _finish isolates what is refused
+        if rest:
+            applied |= await self._finish(rest)
         stale = [ack for ack in batch if ack.job_id not in applied]
         if stale:
             log.info("stale acks ignored (job was rescued, cancelled or re-claimed)",
                      job_ids=[ack.job_id for ack in stale][:50], count=len(stale))
             # Each ack says its attempt ended: a cancelled job waiting for that is stopped.
             await self.store.confirm_stopped(stale)
+
+    async def _finish(self, batch: list[Ack]) -> set[int]:
+        try:
+            return await self.store.finish(batch)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            if len(batch) == 1:
+                return await self._refused(batch[0], exc)
+            applied: set[int] = set()
+            for ack in batch:  # isolate the ack Postgres refuses
+                applied |= await self._finish([ack])
+            return applied
 
     async def _refused(self, ack: Ack, exc: Exception) -> set[int]:
         """Postgres refuses this ack for itself: discard the job, saying why, with the
@@ -146,6 +168,16 @@ class Acker:
                           with_followups=bool(discard.followups))
         log.error("the job will be rescued as unknown", job_id=ack.job_id)
         return set()
+
+    def _lease_followups(self, job: Job, error: dict[str, Any]) -> Sequence[InsertRow]:
+        """The follow-ups of a job discarded for losing its node's lease too often."""
+        if self.on_discarded is None:
+            return ()
+        try:
+            return self.on_discarded(job, error)
+        except Exception:
+            log.exception("follow-ups of a discarded job failed; discarding without them", job_id=job.id)
+            return ()
 
     def _discard_followups(self, ack: Ack, reason: str) -> Sequence[InsertRow]:
         if self.on_discarded is None or ack.job is None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import math
 import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +26,7 @@ from engine.core.outcomes import Cancel, Discard, PermanentError, RetryAfter, Sn
 from engine.core.registry import RENDERED_CONTEXT, HandlerSpec, Registry
 from engine.core.secrets import Secrets
 from engine.core.templating import Scope, build_scope, render
+from engine.core.tracebacks import format_traceback
 from engine.insert.followups import FollowupRefused, Followups
 from engine.queues.threads import ThreadPools
 
@@ -121,14 +121,14 @@ class Executor:
             value = await self._run(spec, view, context)
             return self._check_value(value)
         except Exception as exc:
-            return Failed(exc, traceback.format_exc())
+            return Failed(exc, format_traceback(exc))
         except (asyncio.CancelledError, SystemExit, KeyboardInterrupt) as exc:
             # Only a cancellation of this task (a cancel, the timeout, a shutdown) passes: a
             # handler's own CancelledError (`t.cancel(); await t`), sys.exit() or
             # KeyboardInterrupt is its failed attempt, never the end of its queue.
             if isinstance(exc, asyncio.CancelledError) and _task_is_cancelled():
                 raise
-            return Failed(exc, traceback.format_exc())
+            return Failed(exc, format_traceback(exc))
 
     def _context(self, job: Job) -> HandlerContext:
         scope = build_scope(job, self.secrets)

@@ -4,6 +4,7 @@ cron entries. Input problems raise :class:`BadRequest` (400), missing things
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
@@ -28,6 +29,9 @@ MAX_BULK_IDS = 500
 # A bulk action on "everything matching the filter" touches at most this many jobs per request.
 MAX_BULK_FILTERED = 10_000
 MAX_TEXT = 200
+# What a bulk action's filter selects by: anything else (a misspelt key, paging) would be
+# ignored and widen the set the action touches, so it is refused.
+BULK_FILTER_KEYS = ("state", "queue", "kind", "tag", "q")
 # A bulk action's audit row lists at most this many of its ids (the count is always exact).
 MAX_AUDIT_IDS = 100
 
@@ -95,6 +99,19 @@ class JobFilter:
                   after=_int(params, "after", 1, 2**62), limit=_int(params, "limit", 1, MAX_PAGE) or 50, **text)
         flt.search()  # a malformed query is a 400 naming the term
         return flt
+
+    @classmethod
+    def parse_bulk(cls, params: Mapping[str, Any]) -> JobFilter:
+        """A bulk action's filter: only :data:`BULK_FILTER_KEYS`, each validated as in
+        :meth:`parse`; any other key is a 400 naming it (never ignored)."""
+        for key in params:
+            if key not in BULK_FILTER_KEYS:
+                guess = difflib.get_close_matches(str(key), BULK_FILTER_KEYS, n=1)
+                hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                raise BadRequest(f"filter: unknown key {str(key)[:MAX_TEXT]!r}{hint}; a bulk filter selects by "
+                                 f"{', '.join(BULK_FILTER_KEYS)} (every matching job, up to "
+                                 f"{MAX_BULK_FILTERED:,} per request)")
+        return cls.parse({k: str(v) for k, v in params.items() if v is not None})
 
     def search(self) -> JobQuery:
         """The search (``q``: README, "Finding jobs") AND the form's state, queue, kind and tag."""

@@ -16,9 +16,10 @@ from engine.web import actions
 from engine.web import cron as cron_entries
 from engine.web.access import check_filter, visible_job, visible_jobs
 from engine.web.actions import BadRequest, JobFilter
+from engine.web.alerts import alert_gauges
 from engine.web.audit import record
 from engine.web.context import ENGINE, METRICS, SNAPSHOTS, principal_of
-from engine.web.metrics import Gauge
+from engine.web.metrics import Gauge, Labels
 from engine.web.openapi import openapi_document
 from engine.web.present import job_detail, job_summary
 from engine.web.snapshot import Overview
@@ -140,7 +141,7 @@ async def bulk(request: web.Request) -> web.Response:
     else:
         if not isinstance(body["filter"], dict):
             raise BadRequest("filter: must be an object like {\"state\": \"discarded\", \"queue\": \"mail\"}")
-        flt = JobFilter.parse({k: str(v) for k, v in body["filter"].items() if v is not None})
+        flt = JobFilter.parse_bulk(body["filter"])
         result = await actions.bulk_action(request.app[ENGINE], principal_of(request), action, flt=flt)
     request.app[SNAPSHOTS].invalidate()
     return web.json_response(result)
@@ -213,12 +214,18 @@ def thread_gauges(threads: ThreadPools) -> list[Gauge]:
                   "cancel, stop) in this process.", {(): threads.abandoned})]
 
 
-def loop_gauges(engine: Engine) -> list[Gauge]:
-    """Stalls of this process's event loop (a handler that blocks it), while it processes jobs."""
+def supervisor_gauges(engine: Engine) -> list[Gauge]:
+    """While this process processes jobs: restarts of its tasks that ended early (a bug; every
+    task from 0, so rate() and alerts see the first one), and stalls of its event loop (a
+    handler that blocks it)."""
     supervisor = engine.supervisor
     if supervisor is None:
         return []
-    return [Gauge("jobengine_loop_stalls_total", "Times this process's event loop ran nothing for over "
+    restarts: dict[Labels, float] = {(("task", name),): float(supervisor.task_restarts[name])
+                for name in {*supervisor.task_names, *supervisor.task_restarts}}
+    return [Gauge("jobengine_task_restarts_total", "Times an engine task (a queue's producer, the acker, the "
+                  "lifeline, ...) ended unexpectedly and was restarted.", restarts, counter=True),
+            Gauge("jobengine_loop_stalls_total", "Times this process's event loop ran nothing for over "
                   "lifeline.stall_warning seconds.", {(): supervisor.loop_stalls}, counter=True),
             Gauge("jobengine_loop_longest_stall_seconds", "The longest stall of this process's event loop.",
                   {(): supervisor.longest_stall_seconds})]
@@ -228,8 +235,9 @@ async def metrics(request: web.Request) -> web.Response:
     up = await job_store(request.app[ENGINE]).ping()
     gauges = [Gauge("jobengine_database_up", "1 when Postgres answered this scrape.", {(): float(up)})]
     if up:
-        gauges += database_gauges(await request.app[SNAPSHOTS].overview())
-    gauges += thread_gauges(request.app[ENGINE].executor.threads) + loop_gauges(request.app[ENGINE])
+        overview = await request.app[SNAPSHOTS].overview()
+        gauges += database_gauges(overview) + alert_gauges(overview, request.app[ENGINE].config)
+    gauges += thread_gauges(request.app[ENGINE].executor.threads) + supervisor_gauges(request.app[ENGINE])
     body, content_type = request.app[METRICS].exposition(gauges, request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from engine.core.accounts import Role
 from engine.core.config import DashboardConfig
+from engine.core.tracebacks import format_traceback
 from engine.engine import Engine
-from engine.web import accounts, api, charts, definitions, job_forms, live, nodes, pages, present
+from engine.web import accounts, alerts, api, charts, definitions, job_forms, live, nodes, pages, present
 from engine.web.actions import ActionError
 from engine.web.auth import CSRF_FIELD, Auth, AuthError, set_session_cookie
 from engine.web.context import (
@@ -84,7 +85,9 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             log.warning("dashboard request: database unavailable", path=request.path, error=str(exc))
             response = error_response(request, 503, f"database unavailable ({type(exc).__name__}); try again shortly")
         else:
-            log.exception("dashboard request failed", path=request.path, method=request.method)
+            # Bounded before it is formatted: a recursion-deep traceback would block the loop.
+            trace = request.app[ENGINE].secrets.redact_text(format_traceback(exc))
+            log.error("dashboard request failed", path=request.path, method=request.method, exception=trace)
             response = error_response(request, 500, "internal error (logged on the server)")
     _headers(request, response)
     return response
@@ -224,6 +227,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     accounts.add_routes(app)
     definitions.add_routes(app)
     nodes.add_routes(app)
+    alerts.add_routes(app)
     charts.add_routes(app)
     live.add_routes(app, engine, app[SNAPSHOTS], interval=min(settings.refresh_interval, 5.0))
     detach = app[METRICS].attach(engine.events)

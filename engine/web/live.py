@@ -41,7 +41,8 @@ def fingerprint(overview: Overview) -> tuple[object, ...]:
     counts = tuple((q.name, q.paused, q.concurrency, tuple(c.value for c in q.counts.values()))
                    for q in overview.queues)
     nodes = tuple(sorted(str(n["name"]) for n in overview.nodes))
-    return counts, nodes, len(overview.departed)
+    alerts = tuple(sorted((name, str(row["state"])) for name, row in overview.alert_states.items()))
+    return counts, nodes, len(overview.departed), alerts
 
 
 class LiveHub:

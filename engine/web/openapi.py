@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.web.actions import CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.actions import BULK_FILTER_KEYS, CRON_ACTIONS, JOB_ACTIONS, MAX_BULK_IDS, MAX_PAGE
+from engine.web.alerts_openapi import alert_paths, alert_schemas
 from engine.web.definitions_openapi import definition_paths, definition_schemas, job_patch_operation
 from engine.web.present import GROUPS, STATES
 
@@ -85,7 +86,9 @@ SCHEMAS: dict[str, Any] = {
     "BulkRequest": {"type": "object", "required": ["action"], "properties": {
         "action": {"enum": list(JOB_ACTIONS)},
         "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_BULK_IDS},
-        "filter": {"type": "object", "description": "state, queue, kind, tag, q (as GET /api/jobs)"}}},
+        "filter": {"type": "object", "additionalProperties": False,
+                   "properties": {key: {"type": "string"} for key in BULK_FILTER_KEYS},
+                   "description": "as GET /api/jobs; any other key is a 400"}}},
     "BulkResult": {"type": "object", "required": ["action", "selected", "changed", "more"], "properties": {
         "action": {"enum": list(JOB_ACTIONS)}, "selected": {"type": "integer"},
         "changed": {"type": "array", "items": {"type": "integer"}}, "more": {"type": "boolean"},
@@ -256,7 +259,7 @@ HEALTH_SCHEMA: dict[str, Any] = {
 
 def openapi_document() -> dict[str, Any]:
     """The whole document (a fresh dict each call)."""
-    paths = {**_paths(), **definition_paths()}
+    paths = {**_paths(), **definition_paths(), **alert_paths()}
     paths["/api/jobs/{job_id}"]["patch"] = job_patch_operation()
     return {
         "openapi": "3.1.0",
@@ -267,6 +270,6 @@ def openapi_document() -> dict[str, Any]:
             "requests are POSTs; from a browser session they also need the X-CSRF-Token header.")},
         "security": [{"bearer": []}],
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **definition_schemas()},
+        "components": {"schemas": {**SCHEMAS, **definition_schemas(), **alert_schemas()},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

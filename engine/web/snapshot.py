@@ -17,6 +17,7 @@ from engine.web.present import GROUPS, STATES, count_text
 from engine.web.stores import job_store
 
 THROUGHPUT_MINUTES = 60
+ALERT_HISTORY = 20  # transitions kept per alert in the snapshot (the alerts page and API)
 
 
 class Point(TypedDict):
@@ -81,6 +82,9 @@ class Overview:
     nodes: list[dict[str, Any]]  # live: heartbeat within the rescue window
     silent: list[dict[str, Any]] = field(default_factory=list)  # heartbeat older: presumed dead
     departed: list[dict[str, Any]] = field(default_factory=list)  # stopped or lost, the last day
+    # The config's alerts (migration 011): stored states by name, recent transitions by name.
+    alert_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alert_history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def group(self, name: str) -> Count:
@@ -97,6 +101,11 @@ class Overview:
         """Average per minute over the last ``minutes`` full minutes."""
         recent = self.throughput[-minutes - 1:-1]
         return sum(point[key] for point in recent) / max(1, len(recent))
+
+    @property
+    def firing(self) -> list[tuple[str, dict[str, Any]]]:
+        """The alerts firing now, by name, with their stored state (the overview's banner)."""
+        return [(name, row) for name, row in self.alert_states.items() if row["state"] == "firing"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,7 +176,11 @@ class Snapshots:
         departed = [row for row in departed if row["name"] not in live]
         gone = {row["name"] for row in departed}  # a lost node whose jobs were rescued shows there
         silent = [row for row in rows if row["name"] not in live and row["name"] not in gone]
-        return Overview(views, throughput, nodes, silent, departed)
+        alerts = [alert.name for alert in self.engine.config.alerts]
+        stored = await queue.alert_states() if alerts else {}
+        states = {name: stored[name] for name in alerts if name in stored}  # not alerts since removed
+        history = await queue.alert_history(alerts, ALERT_HISTORY) if alerts else {}
+        return Overview(views, throughput, nodes, silent, departed, states, history)
 
 
 def _fill_minutes(points: list[dict[str, Any]]) -> list[Point]:

@@ -86,10 +86,13 @@ DESCRIPTIONS = {
     "retention.audit": "delete audit log rows this old",
     "lifeline.heartbeat_interval": "how often each process heartbeats (and looks for orphans)",
     "lifeline.rescue_after": "a process silent this long is dead: its executing jobs are retried",
-    "lifeline.max_rescues": "a job orphaned more often than this is discarded (it may kill its process)",
+    "lifeline.max_rescues": "a job orphaned, or stopped by its node's lease fence, more often than this is "
+                            "discarded (it may kill or block its process)",
     "lifeline.stall_warning": "an event loop that runs nothing for this long (a handler blocking it) is logged "
                               "naming the running jobs and counted in `/metrics` (`jobengine_loop_stalls_total`)",
     "cron": "cron entries, as a JSON list of `[[cron]]` tables",
+    "alerts": "alerts, as a JSON list of `[[alerts]]` tables (see \"Alerts\")",
+    "alerts_interval": "how often the alerts are evaluated (by one node, whichever the database picks)",
 }
 
 

@@ -162,18 +162,20 @@ async def test_lost_claim_goes_back_at_the_next_rescue_when_no_claim_is_on_its_w
 async def test_claims_wait_while_the_rescue_runs() -> None:
     gate = ClaimGate()
     order: list[str] = []
+    arrived = anyio.Event()
 
     async def claim() -> None:
+        arrived.set()
         async with gate.claiming():
             order.append("claim")
 
-    async with anyio.create_task_group() as group:
-        async with gate.quiet(wait=1) as quiet:
-            assert quiet
-            group.start_soon(claim)
-            await anyio.sleep(0)  # the claim task runs up to the gate
-            await anyio.sleep(0)
-            order.append("rescue")
+    async with anyio.create_task_group() as group, gate.quiet(wait=1) as quiet:
+        assert quiet
+        group.start_soon(claim)
+        with anyio.fail_after(5):
+            await arrived.wait()
+        assert gate.in_flight == 0 and order == []  # held at the gate
+        order.append("rescue")
     assert order == ["rescue", "claim"]
 
 

@@ -72,3 +72,30 @@ async def test_a_job_stopped_by_the_fence_after_its_own_stall_says_the_loop_was_
     assert "could not heartbeat" in reason
     assert re.search(rf"because the event loop was blocked for [12]\.\ds \(while job {job.id} \(blocker\) ran\)",
                      reason), reason
+
+
+async def test_a_job_that_blocks_its_node_out_of_its_lease_on_every_run_is_discarded_after_max_rescues(
+        start_engine) -> None:
+    registry = Registry()
+    runs: list[int] = []
+
+    @registry.handler("hog")
+    async def hog(job: Job) -> Any:
+        runs.append(job.attempt)
+        time.sleep(1.1)  # noqa: ASYNC251 - the bug under test: every run blocks the loop past the fence
+        await asyncio.sleep(10)  # the fence cancels it here, at its first await after the thaw
+        return {"ok": True}
+
+    # fence_after = 1.0 - 0.2 = 0.8 s; each stop used to go back unspent, so it ran for ever.
+    engine = await start_engine(registry, queues={"default": {"concurrency": 1}},
+                                lifeline={"heartbeat_interval": 0.2, "rescue_after": 1.0, "max_rescues": 1,
+                                          "stall_warning": 0.5})
+    job = await engine.enqueue("hog", {}, max_attempts=5)
+    done = await wait_for_job(engine, job.id, timeout=15)
+    assert done.state == "discarded" and done.attempt == 1, done.errors  # the last stop spends its attempt
+    assert len(runs) == 2  # stopped once and returned unspent, stopped again and discarded
+    assert done.errors[0]["error"].endswith("returned to be retried")
+    reason = done.errors[-1]["error"]
+    assert reason.startswith("discarded: stopped again after 1 rescues (max_rescues); "
+                             "the job seems to block its process"), reason
+    assert "because the event loop was blocked for" in reason, reason

@@ -6,9 +6,11 @@ unhealthy and restarted."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import Any
 
+import aiohttp
 import anyio
 import asyncpg
 import pytest
@@ -17,8 +19,11 @@ import structlog
 from engine.core.job import Job
 from engine.core.registry import Registry
 from engine.testing import wait_for_job
+from engine.web import serve
 from tests.support.scripted import Recorder, scripted_registry
 from tests.support.waiting import wait_until
+
+TOKEN = "t" * 32
 
 
 def _stray_registry() -> Registry:
@@ -97,7 +102,8 @@ async def test_a_job_rescued_while_it_still_runs_here_is_not_claimed_again_besid
 
 async def test_a_producer_that_ends_early_is_logged_counted_unhealthy_and_restarted(
         start_engine, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 2}})
+    engine = await start_engine(scripted_registry(recorder), queues={"default": {"concurrency": 2}},
+                                dashboard={"token": TOKEN})
     producer = engine.producers["default"]
     real_claim = producer._claim
     ends = 0
@@ -121,6 +127,14 @@ async def test_a_producer_that_ends_early_is_logged_counted_unhealthy_and_restar
     ended = [entry for entry in logs if entry["event"] == "engine task ended unexpectedly; restarting it"]
     assert len(ended) == 3 and ended[0]["task"] == "producer default"
     assert isinstance(ended[0]["exc_info"], asyncio.CancelledError)
+    # Counted per task in /metrics, every supervised task from 0, so rate() and alerts work.
+    async with serve(engine, bind="127.0.0.1:0") as server, aiohttp.ClientSession() as http:
+        response = await http.get(server.url + "/metrics", headers={"Authorization": "Bearer " + TOKEN})
+        text = await response.text()
+    assert re.search(r"^# TYPE jobengine_task_restarts(_total)? counter$", text, re.MULTILINE)
+    restarts = dict(re.findall(r'^jobengine_task_restarts_total\{task="([^"]+)"\} (\S+)$', text, re.MULTILINE))
+    assert restarts["producer default"] == "3.0"
+    assert restarts["acker"] == restarts["lifeline"] == "0.0"
 
 
 async def test_a_producer_that_ends_early_returns_the_jobs_it_was_running(

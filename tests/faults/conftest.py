@@ -139,7 +139,7 @@ def spawn_engine(tmp_path: Path, ledger_path: Path) -> Iterator[Callable[..., An
         process = start_process(config, tmp_path / f"{name}.log", env)
         processes.append(process)
         if wait:
-            await process.wait_logged("engine started")
+            await process.wait_logged("engine started", timeout=30)  # a loaded CI machine imports slowly
         return process
 
     yield spawn

@@ -132,5 +132,7 @@ async def test_twenty_open_pages_cost_one_overview_read_per_interval(dashboard: 
     print(f"\n20 pages, {len(fetched)} fragment fetches in {elapsed:.1f}s: {len(builds)} overview reads "
           f"(ttl {ttl}s)")
     assert len(fetched) >= 20 * 5  # the pages did follow the pushes
-    # About one read per interval (a fetch straggling past the interval may add one), never per page.
-    assert len(builds) <= elapsed / ttl + 3 and 10 * len(builds) < len(fetched)
+    # About one read per interval (a fetch straggling past the interval may add one), never per
+    # page. Timed from the first read to the last: on a loaded machine the pushes trail the load.
+    span = builds[-1] - builds[0] if builds else 0.0
+    assert len(builds) <= span / ttl + 3 and 4 * len(builds) < len(fetched), builds  # shared, not per page

@@ -44,7 +44,7 @@ async def test_no_page_is_wider_than_a_phone(dashboard: Dashboard, browser: Any)
     job = await dashboard.engine.enqueue("flaky", {"key": "phone", "note": "x" * 300}, tags=["a-long-tag-name"])
     await wait_until(lambda: _finished(dashboard, job.id))
     tab = await _page(browser, dashboard, viewport={"width": 390, "height": 844}, is_mobile=True)
-    for path in ("/", "/jobs", f"/jobs/{job.id}", "/cron", "/nodes", "/jobs?q=colour:red"):
+    for path in ("/", "/jobs", f"/jobs/{job.id}", "/cron", "/nodes", "/alerts", "/jobs?q=colour:red"):
         await tab.goto(dashboard.url + path)
         widths = await tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], f"{path}: the page is {widths[0]}px wide on a {widths[1]}px screen"

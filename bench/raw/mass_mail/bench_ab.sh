@@ -2,11 +2,12 @@
 # Interleaved before/after of bench.mass_mail, one sitting. BEFORE and AFTER are exported trees
 # (git archive <commit> | tar -x -C DIR); the after tree's bench/mass_mail.py (SMTP sessions and
 # CPU per mail in its result) is copied into the before tree so both report the same fields.
-# MAILS (default 20000) per run; the before side is slow, so its runs are capped by --timeout.
+# MAILS (default 20000) per run, ROUNDS (default "1 2") names the rounds; the before side is slow,
+# so its runs are capped by --timeout.
 BEFORE=${BEFORE:-/tmp/he-before} AFTER=${AFTER:-/tmp/he-after} MAILS=${MAILS:-20000} OUT=${OUT:-/tmp/mass_mail_ab}
 mkdir -p "$OUT"
 cp "$AFTER/bench/mass_mail.py" "$BEFORE/bench/mass_mail.py"
-for round in 1 2; do
+for round in ${ROUNDS:-1 2}; do
   for side in before after; do
     dir=$BEFORE; [ $side = after ] && dir=$AFTER
     cd "$dir"

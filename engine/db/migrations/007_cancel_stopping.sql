@@ -8,6 +8,22 @@
 --
 -- Locks: ADD COLUMN with no default is a catalog change (a moment's ACCESS EXCLUSIVE, no
 -- rewrite). The partial index holds only the jobs being stopped, but building it reads the
--- table once under a SHARE lock: writes wait meanwhile (about a second per million rows).
+-- whole table, so it is built CONCURRENTLY after the migration's transaction
+-- (engine/db/migrate.py, AFTER_COMMIT): inserts, claims and acks go on meanwhile (a plain
+-- build would hold a SHARE lock, about a second per million rows); it waits only for
+-- transactions already open. Until it is valid the queries it serves (a node's stopping jobs,
+-- read every heartbeat) scan instead. A build interrupted by a crash leaves an invalid index
+-- under its name; the next `jobengine migrate` (or start) drops it and builds it again.
 ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS stopping_since timestamptz;
-CREATE INDEX IF NOT EXISTS jobs_stopping_idx ON {schema}.jobs (attempted_by) WHERE stopping_since IS NOT NULL;
+
+-- jobengine: after commit
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index
+               WHERE indexrelid = to_regclass('{schema}.jobs_stopping_idx') AND NOT indisvalid) THEN
+        DROP INDEX {schema}.jobs_stopping_idx;
+    END IF;
+END
+$$;
+CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_stopping_idx ON {schema}.jobs (attempted_by)
+    WHERE stopping_since IS NOT NULL;

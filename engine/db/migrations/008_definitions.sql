@@ -38,19 +38,34 @@ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 
--- A definition's runs, newest first, by an index at any number of jobs: the jobs a
--- definition makes carry meta.definition. Ordinary jobs are outside both partial indexes,
--- so they write no entry into either.
-CREATE INDEX IF NOT EXISTS jobs_definition_idx
-    ON {schema}.jobs ((meta ->> 'definition'), id DESC) WHERE meta ? 'definition';
-
--- Finished definition jobs the tally has not counted yet (meta.untallied, removed when counted).
-CREATE INDEX IF NOT EXISTS jobs_definition_untallied_idx
-    ON {schema}.jobs (id) WHERE meta ? 'untallied' AND state IN ('completed', 'discarded', 'cancelled');
-
 CREATE OR REPLACE VIEW {schema}.definitions AS
 SELECT name, description, tags, enabled, trigger_type, schedule, timezone, overlap, catch_up, once_at, job,
        CASE source WHEN 'runtime' THEN 'api' ELSE source END AS source,
        runs_total, runs_completed, runs_failed, runs_cancelled, last_run_job_id, last_run_at, last_run_state,
        inserted_at AS created_at, created_by, updated_at, updated_by
 FROM {schema}.cron_entries;
+
+-- A definition's runs, newest first, by an index at any number of jobs: the jobs a
+-- definition makes carry meta.definition. Ordinary jobs are outside both partial indexes,
+-- so they write no entry into either. Both read the whole jobs table to build, so they are
+-- built CONCURRENTLY after the migration's transaction (engine/db/migrate.py, AFTER_COMMIT;
+-- see 007): inserts, claims and acks go on meanwhile. An invalid leftover of a build a crash
+-- interrupted is dropped and built again by the next `jobengine migrate` (or start).
+-- jobengine: after commit
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['jobs_definition_idx', 'jobs_definition_untallied_idx'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_index
+                   WHERE indexrelid = to_regclass('{schema}.' || name) AND NOT indisvalid) THEN
+            EXECUTE 'DROP INDEX {schema}.' || quote_ident(name);
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_definition_idx
+    ON {schema}.jobs ((meta ->> 'definition'), id DESC) WHERE meta ? 'definition';
+-- Finished definition jobs the tally has not counted yet (meta.untallied, removed when counted).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_definition_untallied_idx
+    ON {schema}.jobs (id) WHERE meta ? 'untallied' AND state IN ('completed', 'discarded', 'cancelled');

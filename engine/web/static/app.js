@@ -164,7 +164,7 @@
   }
 
   // --- keyboard: "/" search, "g" then a letter goes to a page, "?" help -------------------------
-  var PAGES = { o: "/", j: "/jobs", d: "/definitions", c: "/cron", n: "/nodes" };
+  var PAGES = { o: "/", j: "/jobs", d: "/definitions", c: "/cron", n: "/nodes", a: "/alerts" };
   var pendingG = 0;
 
   function typing(target) {
