@@ -21,7 +21,6 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from typing import Annotated, Any
@@ -45,27 +44,6 @@ ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                            r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-class _HeaderClasses(HeaderRegistry):
-    """email's HeaderRegistry, with the class it makes for each header name kept: the stock
-    one builds a new class with ``type()`` for every header it parses or folds, a large part
-    of a message's cost (a mass mail builds one per player). The same classes, so the same
-    bytes (tests/handlers/test_mail.py compares them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._made: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = super().__getitem__(name)
-        return made
-
-
-MESSAGE_POLICY = email.policy.SMTP.clone(header_factory=_HeaderClasses())
 
 
 class MailDeliveryError(Exception):
@@ -234,7 +212,7 @@ def build_message(
     domain = parseaddr(sender)[1].rpartition("@")[2] or "jobengine.invalid"
     headers["Message-ID"] = f"<jobengine.{config.schema_name}.{job.id}@{domain}>"
     headers["Date"] = formatdate(usegmt=True)
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    message = EmailMessage(policy=email.policy.SMTP)
     for name, value in headers.items():
         # Validation already refused these; checked again right where headers are made.
         if has_line_break(value):

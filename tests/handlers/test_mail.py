@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import socket
 from collections import Counter
 from email.utils import formataddr, parseaddr
@@ -15,7 +14,6 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers import mail
 from handlers.mail import ADDRESS, PLAIN_ADDRESS, MailArgs, MailDeliveryError, build_message, default_sender
 from tests.handlers.conftest import SmtpPeer
 from tests.support.waiting import wait_until
@@ -186,23 +184,6 @@ async def test_unreachable_server_is_retryable(make_harness, tmp_path: Path) -> 
         harness = make_harness(smtp={"host": "127.0.0.1", "port": port, "from": "ops@x.test", "timeout": 5})
         with pytest.raises(MailDeliveryError, match="failed"):
             await harness.run("mail", {"to": "a@x.test", "subject": "s", "text": "t"})
-
-
-def test_the_kept_header_classes_give_the_bytes_the_standard_policy_gives(make_harness, monkeypatch) -> None:
-    config = make_harness(smtp={"from": "ops@gatrix.test"}).config
-    args = MailArgs.model_validate({**GAME_UPDATE, "to": ["홍길동 <hong@example.com>", "b@x.test"],
-                                    "cc": "c@x.test", "replyTo": "help@x.test"})
-    job = Job(id=7, queue="default", kind="mail", args=args.model_dump(by_alias=True), attempt=1, max_attempts=3)
-
-    def wire() -> bytes:
-        message = build_message(job, config, args, "Ops <ops@gatrix.test>", "본문 " * 40, "<p>본문</p>")
-        message.set_boundary("BOUNDARY")
-        del message["Date"]
-        return message.as_bytes()
-
-    kept = wire()
-    monkeypatch.setattr(mail, "MESSAGE_POLICY", email.policy.SMTP)
-    assert kept == wire()
 
 
 # --- sessions reused across mails ---
