@@ -3,8 +3,9 @@ game-update template (config/templates), one per player, enqueued in ONE call wi
 ``enqueue_many(..., return_ids=True)``; then a worker (its own process, concurrency 32)
 delivers them over SMTP to a real aiosmtpd server (another process) that accepts at most
 ``--smtp-rate`` messages/s. Reported: the enqueue time, the delivery rate (first to last
-accepted message), the worker's RSS sampled every 2 s, and that every player got exactly one
-mail (the server counts recipients).
+accepted message), the worker's RSS sampled every 2 s, that every player got exactly one
+mail (the server counts recipients), the SMTP sessions the server saw, and the CPU time per
+mail of the worker and of the server (steadier than the rate on a busy machine).
 
     .venv/bin/python -m bench.mass_mail                       # 100,000 mails
     .venv/bin/python -m bench.mass_mail --mails 10000 --smtp-rate 2000
@@ -65,14 +66,20 @@ async def _smtp_sink(port: int, rate: float) -> None:
             times.append(time.time())
             return "250 OK"
 
+    sessions = [0]
+
+    def session() -> SMTP:
+        sessions[0] += 1
+        return SMTP(Sink(), hostname="sink")
+
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(Sink(), hostname="sink"), "127.0.0.1", port)
+    server = await loop.create_server(session, "127.0.0.1", port)
     print("ready", server.sockets[0].getsockname()[1], flush=True)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         if line.strip() == b"count":
-            print(json.dumps({"messages": len(times), "recipients": len(seen),
+            print(json.dumps({"messages": len(times), "recipients": len(seen), "sessions": sessions[0],
                               "repeated": sum(1 for n in seen.values() if n > 1),
                               "first": times[0] if times else None, "last": times[-1] if times else None}),
                   flush=True)
@@ -84,9 +91,12 @@ async def _smtp_sink(port: int, rate: float) -> None:
 
 async def _worker(url: str, smtp_port: int, concurrency: int, ready_file: str) -> None:
     from engine.core.config import build_config
+    from engine.core.logs import configure_logging
     from engine.engine import Engine
 
-    async with Engine(config=build_config(_settings(url, smtp_port, concurrency))):
+    config = build_config(_settings(url, smtp_port, concurrency))
+    configure_logging(config.logging)  # as `jobengine start` does: lines below warning are not written
+    async with Engine(config=config):
         await asyncio.to_thread(Path(ready_file).write_text, "ready")  # stdout carries the logs
         await asyncio.Event().wait()
 
@@ -141,7 +151,8 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
                     raise RuntimeError("the mass-mail worker did not start: see bench/results/mass-mail-worker.log")
                 await asyncio.sleep(0.1)
             ready_file.unlink()
-            process = psutil.Process(worker.pid)
+            process, sink_process = psutil.Process(worker.pid), psutil.Process(sink.pid)
+            cpu_before = (_cpu(process), _cpu(sink_process))
             rss: list[dict[str, float]] = []
             started, deadline = time.monotonic(), time.monotonic() + args.timeout
             counted = await _count(sink)
@@ -151,6 +162,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
                 await asyncio.sleep(2)
                 counted = await _count(sink)
                 print(f"delivered {counted['messages']:,}", file=sys.stderr, flush=True)
+            cpu = (_cpu(process) - cpu_before[0], _cpu(sink_process) - cpu_before[1])
             assert client.store is not None
             async with client.store.pool.acquire() as conn:
                 states = dict(await conn.fetch("SELECT state, count(*) FROM jobengine.jobs GROUP BY state"))
@@ -164,7 +176,14 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
             "delivered": counted["messages"], "distinct_recipients": counted["recipients"],
             "players_with_more_than_one_mail": counted["repeated"], "job_states": states,
             "delivery_rate": (counted["messages"] - 1) / span if span else None, "smtp_rate_cap": args.smtp_rate,
-            "concurrency": args.concurrency, "rss": rss}
+            "concurrency": args.concurrency, "smtp_sessions": counted["sessions"],
+            "worker_cpu_ms_per_mail": 1000 * cpu[0] / max(counted["messages"], 1),
+            "smtp_server_cpu_ms_per_mail": 1000 * cpu[1] / max(counted["messages"], 1), "rss": rss}
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def main() -> None:
@@ -190,7 +209,9 @@ def main() -> None:
     print(f"{result['mails']:,} mails: enqueue {result['enqueue_seconds']:.2f} s ({result['enqueue_rate']:,.0f}/s); "
           f"delivered {result['delivered']:,} to {result['distinct_recipients']:,} players "
           f"({result['players_with_more_than_one_mail']} with more than one), "
-          f"{result['delivery_rate'] or 0:,.0f} mails/s (cap {args.smtp_rate:,.0f}); "
+          f"{result['delivery_rate'] or 0:,.0f} mails/s (cap {args.smtp_rate:,.0f}) over "
+          f"{result['smtp_sessions']:,} SMTP sessions; CPU per mail: worker {result['worker_cpu_ms_per_mail']:.2f} ms, "
+          f"SMTP server {result['smtp_server_cpu_ms_per_mail']:.2f} ms; "
           f"worker RSS {min(rss, default=0):.1f}-{max(rss, default=0):.1f} MB; jobs {result['job_states']}; "
           f"{result['machine']}")
     name = f"mass-mail-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -7,15 +7,15 @@ Example payload (docs/job-documents.md has them all)::
 
 ``template`` names ``NAME.txt`` and/or ``NAME.html`` in the templates directory beside the
 config file; both are rendered with jinja2 (HTML autoescaped, a missing variable is an error).
-Settings come from ``[smtp]``; the password is read from the environment variable named by
-``password_env`` at send time and never logged. The Message-ID derives from the job id, so
+Settings come from ``[smtp]``; mails share SMTP sessions (handlers/smtp.py: one message at a
+time each, reused, idle ones closed); the password is read from the environment variable
+named by ``password_env`` when a session opens and never logged. The Message-ID derives from the job id, so
 a retried send carries the same id and receivers can drop the duplicate.
 """
 
 from __future__ import annotations
 
 import email.policy
-import os
 import re
 import socket
 import ssl
@@ -30,11 +30,12 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from engine.core.config import Config, SmtpConfig
+from engine.core.config import Config
 from engine.core.context import HandlerContext
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from handlers.args import ArgsModel, Templated, args_of, shown
+from handlers.smtp import SmtpPool, SmtpSessionLost, smtp_pool, start_tls_setting
 
 ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 # A bare dot-atom address (RFC 5322 atext, no name, no comment, no quoting): what parseaddr
@@ -155,9 +156,11 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     sender = args.from_ or ctx.config.smtp.from_ or default_sender()
     message = build_message(job, ctx.config, args, _mailbox(sender), text, html)
     recipients = _unique(parseaddr(a)[1] for a in [*args.to, *args.cc, *args.bcc])
-    refused = await deliver(ctx.config.smtp, message, parseaddr(sender)[1], recipients)
+    refused = await deliver(await ctx.resources.get(smtp_pool), message, parseaddr(sender)[1], recipients)
     accepted = [r for r in recipients if r not in refused]
-    ctx.logger.info("mail sent", job_id=job.id, accepted=len(accepted), refused=len(refused))
+    # debug: at info a mass mail would write a process log line and an attempt log row per
+    # mail, saying what the result already says.
+    ctx.logger.debug("mail sent", job_id=job.id, accepted=len(accepted), refused=len(refused))
     return {"messageId": message["Message-ID"], "accepted": accepted, "refused": refused}
 
 
@@ -225,25 +228,13 @@ def build_message(
 
 
 async def deliver(
-    smtp: SmtpConfig, message: EmailMessage, sender: str, recipients: list[str]
+    pool: SmtpPool, message: EmailMessage, sender: str, recipients: list[str]
 ) -> dict[str, str]:
-    """Send over SMTP; returns the refused recipients (code and reply) when some were accepted."""
-    start_tls = _start_tls(smtp)
+    """Send over a pooled SMTP session; returns the refused recipients (code and reply) when
+    some were accepted."""
+    smtp = pool.settings
     try:
-        refused, _reply = await aiosmtplib.send(
-            message,
-            sender=sender,
-            recipients=recipients,
-            hostname=smtp.host,
-            port=smtp.port,
-            username=smtp.username,
-            password=_password(smtp),
-            use_tls=smtp.use_tls,
-            start_tls=start_tls,
-            validate_certs=smtp.validate_certs,
-            cert_bundle=smtp.ca_file,
-            timeout=smtp.timeout,
-        )
+        refused = await pool.send(message, sender, recipients)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         replies = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         if all(500 <= r.code < 600 for r in exc.recipients):
@@ -253,29 +244,16 @@ async def deliver(
         if 500 <= exc.code < 600:
             raise PermanentError(f"SMTP server {smtp.host} refused: {exc.code} {exc.message}") from None
         raise MailDeliveryError(f"SMTP server {smtp.host} replied {exc.code} {exc.message}") from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
+    except (aiosmtplib.SMTPException, OSError, SmtpSessionLost) as exc:
         if _certificate_refused(exc):
             # A certificate that does not verify will not verify on the next attempt either.
             raise PermanentError(f"SMTP server {smtp.host}:{smtp.port}: TLS certificate verification failed: "
                                  f"{exc}; fix [smtp].ca_file or the server's certificate") from None
-        if start_tls and "STARTTLS" in str(exc) and "not supported" in str(exc):
+        if start_tls_setting(smtp) and "STARTTLS" in str(exc) and "not supported" in str(exc):
             raise PermanentError(f"SMTP server {smtp.host}:{smtp.port} does not offer STARTTLS, which sending "
                                  "the password needs ([smtp].allow_plaintext_auth permits a plain login)") from None
         raise MailDeliveryError(f"SMTP delivery via {smtp.host}:{smtp.port} failed: {exc}") from None
     return {addr: f"{code} {text}" for addr, (code, text) in refused.items()}
-
-
-def _start_tls(smtp: SmtpConfig) -> bool | None:
-    """STARTTLS as configured, but required (never "if offered") when a password will be
-    sent, unless ``allow_plaintext_auth``; a plain connection with a login is refused."""
-    if smtp.username is None or smtp.use_tls or smtp.allow_plaintext_auth:
-        return smtp.start_tls
-    if smtp.start_tls is False:
-        raise PermanentError(
-            "[smtp].username is set but the connection is not TLS (start_tls = false, use_tls = false): "
-            "the password would travel in clear; enable TLS or set allow_plaintext_auth = true"
-        )
-    return True
 
 
 def _certificate_refused(exc: BaseException) -> bool:
@@ -287,17 +265,6 @@ def _certificate_refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _password(smtp: SmtpConfig) -> str | None:
-    if smtp.username is None:
-        return None
-    if not smtp.password_env:
-        raise PermanentError("[smtp].username is set but [smtp].password_env is not")
-    password = os.environ.get(smtp.password_env)
-    if password is None:
-        raise PermanentError(f"SMTP password: environment variable {smtp.password_env} is not set")
-    return password
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -10,9 +10,11 @@ its value as exactly one shell-quoted word (``engine.core.templating.render_shel
 can never start a second command. Host keys are always checked, against ``[ssh].known_hosts``
 or ``~/.ssh/known_hosts``: an unknown key and a changed key fail the job for good, each with
 its own message. On timeout the channel is closed (and the process signalled) so the remote
-command does not keep running. The host passes the same address guard as http first
-(``[ssh].allow`` / ``deny``; private, loopback and metadata addresses need an allow entry), and
-the connection goes to the address that was checked.
+command does not keep running. While the command runs, its stdout and stderr lines go to the
+attempt's log as they arrive (capped and redacted like every attempt log line), so the job
+page shows them live; the result still carries the (capped) output. The host passes the same
+address guard as http first (``[ssh].allow`` / ``deny``; private, loopback and metadata
+addresses need an allow entry), and the connection goes to the address that was checked.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Annotated, Any
 import asyncssh
 from pydantic import AfterValidator, Field
 
+from engine.core.attempt_log import AttemptLog, OutputLines
 from engine.core.config import Config, SshConfig
 from engine.core.context import HandlerContext
 from engine.core.job import Job
@@ -117,7 +120,8 @@ async def run_command(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     seconds = args.timeout / 1000 if args.timeout is not None else settings.command_timeout
     pool = await ctx.resources.get(ssh_pool)
     async with pool.connection(args.host, args.port, username) as conn:
-        result = await execute(conn, args.command, seconds, settings.max_output_bytes, where=args.host)
+        result = await execute(conn, args.command, seconds, settings.max_output_bytes, where=args.host,
+                               log=ctx.attempt_log)
     ctx.logger.info("ssh command finished", host=args.host, exit_code=result["exitCode"])
     return result
 
@@ -142,15 +146,19 @@ def render_args(job: Job, scope: Mapping[str, Any]) -> SshArgs:
 
 
 async def execute(
-    conn: asyncssh.SSHClientConnection, command: str, seconds: float, cap: int, *, where: str
+    conn: asyncssh.SSHClientConnection, command: str, seconds: float, cap: int, *, where: str,
+    log: AttemptLog | None = None,
 ) -> dict[str, Any]:
-    """Run ``command`` with stdin closed; kill it remotely when ``seconds`` pass."""
+    """Run ``command`` with stdin closed; kill it remotely when ``seconds`` pass. With an
+    attempt ``log``, every line of stdout and stderr goes there as it arrives (the job page
+    shows it live)."""
     try:
         async with conn.create_process(command, stdin=asyncssh.DEVNULL, encoding=None) as process:
             try:
                 async with asyncio.timeout(seconds):
                     stdout, stderr = await asyncio.gather(
-                        _drain(process.stdout, cap), _drain(process.stderr, cap)
+                        _drain(process.stdout, cap, None if log is None else OutputLines(log, "stdout")),
+                        _drain(process.stderr, cap, None if log is None else OutputLines(log, "stderr")),
                     )
                     await process.wait_closed()
             except (TimeoutError, asyncio.CancelledError) as exc:
@@ -171,13 +179,18 @@ def _signal(process: asyncssh.SSHClientProcess[bytes]) -> None:
         process.kill()
 
 
-async def _drain(stream: asyncssh.SSHReader[bytes], cap: int) -> str:
+async def _drain(stream: asyncssh.SSHReader[bytes], cap: int, lines: OutputLines | None) -> str:
     """Read the stream to its end, keeping the first ``cap`` bytes (so the remote side
-    never blocks on a full window, and memory stays bounded)."""
+    never blocks on a full window, and memory stays bounded), each chunk also fed to
+    ``lines`` as it arrives."""
     kept = bytearray()
     while chunk := await stream.read(65_536):
         if len(kept) < cap:
             kept += chunk[: cap - len(kept)]
+        if lines is not None:
+            lines.feed(chunk)
+    if lines is not None:
+        lines.close()
     return kept.decode("utf-8", "replace")
 
 

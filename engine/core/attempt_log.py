@@ -2,7 +2,8 @@
 ``ctx.logger`` and the progress it reports with ``await ctx.progress(0.4, "copied 4/10")``.
 Pure, no I/O: a node's writer (engine/maintenance/attempt_log_writer.py) stores them in
 batches. Capped (the last MAX_LINES lines of MAX_LINE_CHARS characters each), with secrets
-redacted before anything is kept.
+redacted before anything is kept. ``OutputLines`` cuts a command's streamed output (the ssh
+handler's stdout and stderr) into such lines as it arrives.
 
 Example::
 
@@ -26,6 +27,9 @@ from engine.core.secrets import Secrets
 MAX_LINES = 200        # kept per attempt: the last ones
 MAX_LINE_CHARS = 500
 MAX_PROGRESS_TEXT = 200
+# Of a command's output line not ended yet: more is dropped up to its newline. Far more than
+# MAX_LINE_CHARS, so a secret that starts within the kept characters is whole when redacted.
+MAX_PARTIAL_BYTES = 65_536
 MAX_UNWRITTEN = 10_000  # finished attempts waiting for the writer (the database is away): oldest dropped
 
 
@@ -49,6 +53,16 @@ class AttemptLog:
         self.pending.append(self.secrets.redact_text(line)[:MAX_LINE_CHARS])
         self.dirty = True
 
+    def add_lines(self, level: str, messages: list[str]) -> None:
+        """Several lines at once (a command's output): each as :meth:`add` keeps it. Only
+        the last MAX_LINES can survive, so only they are redacted and kept."""
+        if not messages:
+            return
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        redact = self.secrets.redact_text
+        self.pending.extend(redact(f"{stamp} {level} {message}")[:MAX_LINE_CHARS] for message in messages[-MAX_LINES:])
+        self.dirty = True
+
     def set_progress(self, fraction: float, text: str | None = None) -> None:
         """``fraction`` from 0 to 1; ``text`` a short note (``"copied 4/10"``)."""
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or math.isnan(fraction) \
@@ -64,6 +78,49 @@ class AttemptLog:
         self.pending.clear()
         self.dirty = False
         return lines
+
+
+class OutputLines:
+    """A command's output stream, fed as it arrives, added to an attempt log line by line
+    (level ``stdout`` or ``stderr``). A line is held until its newline; one longer than
+    MAX_PARTIAL_BYTES is kept from its start (redacted, then cut as every line is) and the
+    rest of it dropped, so memory stays bounded whatever the command prints.
+
+    Example::
+
+        lines = OutputLines(log, "stdout")
+        lines.feed(b"copying\nhalf")   # adds "... stdout copying"
+        lines.feed(b"way\n")            # adds "... stdout halfway"
+        lines.close()                   # adds an unfinished last line, if any
+    """
+
+    def __init__(self, log: AttemptLog, stream: str) -> None:
+        self._log = log
+        self._stream = stream
+        self._partial = b""
+        self._skipping = False  # inside a line already cut at MAX_PARTIAL_BYTES
+
+    def feed(self, data: bytes) -> None:
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            data, self._skipping = data[end + 1:], False
+        parts = (self._partial + data if self._partial else data).split(b"\n")
+        self._partial = parts.pop()
+        if len(self._partial) > MAX_PARTIAL_BYTES:
+            parts.append(self._partial)
+            self._partial, self._skipping = b"", True
+        self._add(parts)
+
+    def close(self) -> None:
+        if self._partial:
+            self._add([self._partial])
+            self._partial = b""
+
+    def _add(self, parts: list[bytes]) -> None:
+        self._log.add_lines(self._stream, [part.decode("utf-8", "replace").removesuffix("\r")
+                                           for part in parts[-MAX_LINES:]])
 
 
 class AttemptLogs:

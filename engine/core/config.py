@@ -113,6 +113,8 @@ class SmtpConfig(Section):
     # With a username, the password is sent only over TLS (use_tls, or STARTTLS, then
     # required) unless this says a plain connection is acceptable (a trusted local relay).
     allow_plaintext_auth: bool = False
+    # Sessions are reused across mails (handlers/smtp.py); one idle this long is closed.
+    idle_close: Duration = Field(default=30.0, gt=0)
 
 
 class SshConfig(Section):

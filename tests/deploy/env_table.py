@@ -54,6 +54,7 @@ DESCRIPTIONS = {
     "smtp.password_env": "name of the environment variable holding the SMTP password",
     "smtp.from": "default sender (unset: `jobengine@<hostname>`, named at start-up)",
     "smtp.timeout": "SMTP connect/command timeout",
+    "smtp.idle_close": "close reused SMTP sessions idle this long",
     "smtp.validate_certs": "verify the server's certificate", "smtp.ca_file": "CA bundle for the SMTP server",
     "smtp.allow_plaintext_auth": "with `username`, allow logging in over a connection that is not TLS "
                                  "(default: STARTTLS or implicit TLS required)",

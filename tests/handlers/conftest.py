@@ -28,6 +28,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from pydantic import ValidationError
 
+from engine.core.attempt_log import AttemptLog
 from engine.core.config import Config, build_config
 from engine.core.context import HandlerContext, Resources
 from engine.core.job import Job
@@ -82,8 +83,15 @@ class Harness:
                     render(args, scope), context=RENDERED_CONTEXT)
             except ValidationError as exc:  # the executor discards such a job
                 raise PermanentError(describe_validation_error(exc, kind=kind)) from None
-        ctx = HandlerContext(self.config, self.resources, self.secrets, self.logger, scope)
+        # The attempt log the executor would hand it (lines a test reads with attempt_lines()).
+        self.attempt_log = AttemptLog(job.id, job.attempt, self.secrets)
+        ctx = HandlerContext(self.config, self.resources, self.secrets, self.logger, scope,
+                             attempt_log=self.attempt_log)
         return await spec.func(replace(job, args=job_args), ctx)
+
+    def attempt_lines(self) -> list[str]:
+        """The last run's attempt log lines, without their time stamps."""
+        return [line.split(" ", 1)[1] for line in self.attempt_log.pending]
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_buffer.getvalue().splitlines()]
@@ -117,6 +125,14 @@ class SmtpPeer:
     messages: list[Envelope]
     logins: list[tuple[str, str]]
     ca_file: str | None = None
+    sessions: int = 0  # connections accepted
+    connections: list[SMTP] = field(default_factory=list)  # the server side of each
+    closed: int = 0    # connections ended (by either side)
+    quits: int = 0
+    data_seen: int = 0
+    # The Nth DATA (1-based, counted over all sessions) at which the server drops the
+    # connection after reading the message and before replying, keeping nothing.
+    drop_at_data: set[int] = field(default_factory=set)
 
     def parsed(self, index: int = 0) -> EmailMessage:
         content = self.messages[index].content
@@ -127,12 +143,20 @@ class SmtpPeer:
 
 
 class _Store:
-    def __init__(self, messages: list[Envelope]) -> None:
-        self.messages = messages
+    def __init__(self, peer: SmtpPeer) -> None:
+        self.peer = peer
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
-        self.messages.append(envelope)
+        self.peer.data_seen += 1
+        if self.peer.data_seen in self.peer.drop_at_data:
+            server.transport.abort()
+            return "250 OK"  # written to a closed transport: the client never sees it
+        self.peer.messages.append(envelope)
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Envelope) -> str:
+        self.peer.quits += 1
+        return "221 Bye"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Envelope, address: str,
                           options: list[str]) -> str:
@@ -153,9 +177,20 @@ async def _smtp_server(**smtp_options: Any) -> tuple[asyncio.Server, SmtpPeer]:
         peer.logins.append((login, password))
         return AuthResult(success=(login, password) == ("ops", "smtp-pass-123"))
 
+    class CountingSMTP(SMTP):
+        def connection_made(self, transport: Any) -> None:
+            if self not in peer.connections:  # STARTTLS calls it again for the same session
+                peer.sessions += 1
+                peer.connections.append(self)
+            super().connection_made(transport)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            peer.closed += 1
+            super().connection_lost(error)
+
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(_Store(peer.messages), hostname="mx.test", authenticator=authenticate, **smtp_options),
+        lambda: CountingSMTP(_Store(peer), hostname="mx.test", authenticator=authenticate, **smtp_options),
         "127.0.0.1", 0,
     )
     peer.port = server.sockets[0].getsockname()[1]

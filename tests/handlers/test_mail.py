@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections import Counter
 from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from engine.core.job import Job
 from engine.core.outcomes import PermanentError
 from handlers.mail import ADDRESS, PLAIN_ADDRESS, MailArgs, MailDeliveryError, build_message, default_sender
 from tests.handlers.conftest import SmtpPeer
+from tests.support.waiting import wait_until
 
 GAME_UPDATE = {
     "to": "user@example.com",
@@ -82,6 +85,10 @@ async def test_starttls_with_auth_password_from_environment(make_harness, smtp_t
     assert smtp_tls_peer.logins == [("ops", "smtp-pass-123")]
     assert "smtp-pass-123" not in harness.log_buffer.getvalue()
     assert smtp_tls_peer.parsed()["Subject"] == "게임 업데이트 알림"
+
+    await harness.run("mail", {**GAME_UPDATE, "to": "second@example.com"})  # the same TLS session
+    assert len(smtp_tls_peer.messages) == 2 and smtp_tls_peer.sessions == 1
+    assert smtp_tls_peer.logins == [("ops", "smtp-pass-123")]
 
 
 async def test_plain_send_to_a_starttls_only_server_is_refused_for_good(make_harness, smtp_tls_peer) -> None:
@@ -165,6 +172,9 @@ async def test_refused_recipients(make_harness, smtp_peer) -> None:
         await harness.run("mail", {"to": "nobody@refused.test", "subject": "s", "text": "t"})
     with pytest.raises(MailDeliveryError, match="450"):
         await harness.run("mail", {"to": "later@busy.test", "subject": "s", "text": "t"})
+    # A refusal is the message's, not the session's: one session served all three.
+    await harness.run("mail", {"to": "ok@x.test", "subject": "s", "text": "t"})
+    assert smtp_peer.sessions == 1
 
 
 async def test_unreachable_server_is_retryable(make_harness, tmp_path: Path) -> None:
@@ -174,6 +184,74 @@ async def test_unreachable_server_is_retryable(make_harness, tmp_path: Path) -> 
         harness = make_harness(smtp={"host": "127.0.0.1", "port": port, "from": "ops@x.test", "timeout": 5})
         with pytest.raises(MailDeliveryError, match="failed"):
             await harness.run("mail", {"to": "a@x.test", "subject": "s", "text": "t"})
+
+
+# --- sessions reused across mails ---
+
+
+def recipients_seen(peer: SmtpPeer) -> Counter[str]:
+    return Counter(rcpt for envelope in peer.messages for rcpt in envelope.rcpt_tos)
+
+
+async def test_mails_one_after_another_share_one_session(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    for i in range(20):
+        await harness.run("mail", {"to": f"player{i}@x.test", "subject": "s", "text": "t"})
+
+    assert len(smtp_peer.messages) == 20 and smtp_peer.sessions == 1
+    assert smtp_peer.quits == 0  # still open for the next mail
+
+
+async def test_mails_at_once_open_at_most_one_session_each_and_then_reuse_them(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    await asyncio.gather(*(harness.run("mail", {"to": f"a{i}@x.test", "subject": "s", "text": "t"})
+                           for i in range(6)))
+    opened = smtp_peer.sessions
+    assert 1 <= opened <= 6
+    await asyncio.gather(*(harness.run("mail", {"to": f"b{i}@x.test", "subject": "s", "text": "t"})
+                           for i in range(opened)))
+
+    assert smtp_peer.sessions == opened and len(smtp_peer.messages) == 6 + opened
+
+
+async def test_a_connection_dropped_under_a_message_is_replaced_and_the_mail_arrives_once(
+    make_harness, smtp_peer
+) -> None:
+    smtp_peer.drop_at_data = {3}  # the third message: read, then the connection is cut unanswered
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    for i in range(5):
+        await harness.run("mail", {"to": f"player{i}@x.test", "subject": "s", "text": "t"})
+
+    assert recipients_seen(smtp_peer) == Counter(f"player{i}@x.test" for i in range(5))
+    assert smtp_peer.sessions == 2
+
+
+async def test_a_second_lost_session_leaves_the_mail_to_the_job_retry(make_harness, smtp_peer) -> None:
+    smtp_peer.drop_at_data = {1, 2}
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    with pytest.raises(MailDeliveryError, match="failed"):
+        await harness.run("mail", {"to": "a@x.test", "subject": "s", "text": "t"})
+    assert smtp_peer.messages == [] and smtp_peer.sessions == 2
+
+
+async def test_a_session_the_server_closed_while_idle_is_replaced_before_sending(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    await harness.run("mail", {"to": "first@x.test", "subject": "s", "text": "t"})
+    smtp_peer.connections[0].transport.close()  # e.g. the server's idle timeout
+    await wait_until(lambda: smtp_peer.closed == 1)
+
+    await harness.run("mail", {"to": "second@x.test", "subject": "s", "text": "t"})
+    assert recipients_seen(smtp_peer) == Counter(["first@x.test", "second@x.test"])
+    assert smtp_peer.sessions == 2 and smtp_peer.data_seen == 2
+
+
+async def test_an_idle_session_is_closed_with_quit_after_idle_close(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer, idle_close=0.2))
+    await harness.run("mail", {"to": "a@x.test", "subject": "s", "text": "t"})
+    await wait_until(lambda: smtp_peer.quits == 1 and smtp_peer.closed == 1, timeout=5)
+
+    await harness.run("mail", {"to": "b@x.test", "subject": "s", "text": "t"})
+    assert smtp_peer.sessions == 2
 
 
 def test_enqueue_accepts_the_seed_payloads_and_names_a_misspelled_field() -> None:

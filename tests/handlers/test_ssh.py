@@ -10,8 +10,11 @@ import asyncssh
 import pytest
 from pydantic import ValidationError
 
+from engine.core.attempt_log import MAX_LINE_CHARS, MAX_LINES
 from engine.core.outcomes import PermanentError
+from engine.core.registry import Registry
 from engine.core.shell import UnsafeShellValueError
+from engine.testing import wait_for_job
 from handlers.ssh import HostKeyChangedError, HostKeyUnknownError, SshArgs, SshCommandError, SshError, ssh_pool
 from handlers.ssrf import SsrfRefusedError
 from tests.handlers.conftest import SshPeer
@@ -180,6 +183,66 @@ async def test_output_is_capped(make_harness, ssh_peer) -> None:
     harness = make_harness(ssh=ssh_peer.settings(max_output_bytes=1000))
     result = await harness.run("ssh", job(ssh_peer, "head -c 300000 /dev/zero | tr '\\0' x"))
     assert result["stdout"] == "x" * 1000
+
+
+# --- output streamed into the attempt log ---
+
+
+async def test_output_lines_reach_the_attempt_log_redacted_and_the_result_is_unchanged(
+    make_harness, ssh_peer
+) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(), secrets={"DB_PASS": "s3cret-db-pass-99"})
+    command = "echo copying; echo 'login with s3cret-db-pass-99' >&2; printf 'half'; sleep 0.05; printf 'way\\r\\nend'"
+    result = await harness.run("ssh", job(ssh_peer, command))
+
+    assert result == {"exitCode": 0, "stdout": "copying\nhalfway\r\nend", "stderr": "login with s3cret-db-pass-99\n"}
+    lines = harness.attempt_lines()
+    assert [line for line in lines if line.startswith("stdout")] == ["stdout copying", "stdout halfway", "stdout end"]
+    assert "stderr login with ***" in lines
+    assert not any("s3cret" in line for line in lines)
+
+
+async def test_a_huge_output_keeps_the_last_lines_each_capped(make_harness, ssh_peer) -> None:
+    harness = make_harness(ssh=ssh_peer.settings(max_output_bytes=1000))
+    command = "head -c 200000 /dev/zero | tr '\\0' x; echo ' tail of the long line'; seq 1 300000"
+    result = await harness.run("ssh", job(ssh_peer, command))
+
+    assert len(result["stdout"]) == 1000
+    lines = harness.attempt_lines()
+    assert len(lines) == MAX_LINES and lines[-1] == "stdout 300000" and lines[0] == f"stdout {300_001 - MAX_LINES}"
+    long = make_harness(ssh=ssh_peer.settings())
+    await long.run("ssh", job(ssh_peer, "head -c 200000 /dev/zero | tr '\\0' x; echo ' tail'; echo next"))
+    cut, after = long.attempt_lines()
+    assert cut == "stdout " + "x" * (MAX_LINE_CHARS - len("00:00:00 stdout ")) and after == "stdout next"
+
+
+async def test_the_first_line_shows_in_the_stored_attempt_log_while_the_command_runs(
+    start_engine, ssh_peer: SshPeer, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SSH_TEST_TOKEN", "tok-4f9a-secret")
+    engine = await start_engine(Registry(), queues={"default": {"concurrency": 2}}, ssh=ssh_peer.settings(),
+                                secrets=["SSH_TEST_TOKEN"])
+    gate, remote_file = tmp_path / "gate", tmp_path / "app.env"
+    remote_file.write_text("token=tok-4f9a-secret\n")  # the remote side prints a secret it holds
+    command = "echo first; cat {{file}}; while [ ! -e {{gate}} ]; do sleep 0.02; done; echo last"
+    queued = await engine.enqueue("ssh", job(ssh_peer, command), vars={"gate": str(gate), "file": str(remote_file)})
+
+    async def lines() -> list[str]:
+        logs = await engine.store.attempt_logs(queued.id)  # type: ignore[union-attr]
+        return [line.split(" ", 1)[1] for line in logs[0]["lines"]] if logs else []
+
+    await wait_until(lambda: _has(lines(), "stdout first"), what="the first line in the stored attempt log")
+    assert (await engine.get(queued.id)).state == "executing"  # type: ignore[union-attr]
+    assert "stdout token=***" in await lines() and "stdout last" not in await lines()
+    gate.touch()
+    done = await wait_for_job(engine, queued.id)
+    assert done.state == "completed" and done.result["stdout"] == "first\ntoken=***\nlast\n"
+    await wait_until(lambda: _has(lines(), "stdout last"))
+    assert not any("tok-4f9a" in line for line in await lines())
+
+
+async def _has(lines: Any, wanted: str) -> bool:
+    return wanted in await lines
 
 
 def test_enqueue_accepts_seed_payloads_and_names_mistakes() -> None:

@@ -17,6 +17,7 @@ from engine.core.job import Job
 from engine.core.registry import Registry
 from engine.engine import Engine
 from engine.web import serve
+from tests.handlers.conftest import ssh_peer  # noqa: F401  (the asyncssh server, for ssh jobs' pages)
 from tests.support.scripted import Recorder, scripted_registry
 
 TOKEN = "operator-token-for-tests-0123456789"

@@ -4,6 +4,7 @@ reload), capped and with secrets redacted; the job list shows the progress."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,6 +72,34 @@ async def test_log_lines_and_progress_show_live_on_the_job_page(chatty: Dashboar
     assert await page.evaluate("window.__noReload") is True
     lines = (await chatty.engine.store.attempt_logs(job.id))[0]["lines"]  # type: ignore[union-attr]
     assert [line.split(" ", 1)[1] for line in lines] == ["info copying files=10 token=***", "warning almost there"]
+
+
+async def test_an_ssh_commands_output_shows_live_on_its_job_page(
+    make_config: Any, ssh_peer: Any, page: Any, tmp_path: Path
+) -> None:
+    config = make_config(queues={"default": {"concurrency": 2}}, poll_interval=0.2, ssh=ssh_peer.settings(),
+                         dashboard={"token": TOKEN, "refresh_interval": 0.2})
+    engine = Engine(config=config, registry=web_registry(Recorder(), Controls()))
+    await engine.start()
+    gate = tmp_path / "gate"
+    try:
+        async with serve(engine, bind="127.0.0.1:0") as server:
+            board = Dashboard(engine, server.url, Controls(), Recorder(), server)
+            command = "echo backup started; while [ ! -e {{gate}} ]; do sleep 0.02; done; echo backup done >&2"
+            job = await engine.enqueue("ssh", {"host": "127.0.0.1", "port": ssh_peer.port, "username": "jobs",
+                                               "command": command}, vars={"gate": str(gate)})
+            await _log_in(page, board, f"/jobs/{job.id}")
+            await page.evaluate("window.__noReload = true")
+            lines = page.locator("#attempt-logs .log-lines")
+            await expect(lines).to_contain_text("stdout backup started")  # while the command waits
+            await expect(page.locator("[data-field=state]")).to_have_text("executing")
+            gate.touch()
+            await expect(lines).to_contain_text("stderr backup done")
+            await expect(page.locator("[data-field=state]")).to_have_text("completed")
+            assert await page.evaluate("window.__noReload") is True  # pushed, never reloaded
+    finally:
+        gate.touch()
+        await engine.stop(grace=1)
 
 
 def test_an_attempt_keeps_its_last_lines_capped_and_refuses_bad_progress() -> None:
