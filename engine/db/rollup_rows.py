@@ -53,7 +53,10 @@ class RollupRows(StoreBase):
         async with self.pool.acquire() as conn:
             counts = await conn.fetch(s.ROLLUP_CHART_COUNTS, step, since, queue, kind)
             histograms = await conn.fetch(s.ROLLUP_CHART_HISTOGRAMS, step, since, queue, kind)
-        return [dict(r) for r in counts], [dict(r) for r in histograms]
+        buckets = [{"t": row["t"], "bucket": bucket, "waits": waits or 0, "runs": runs or 0}
+                   for row in histograms
+                   for bucket, (waits, runs) in enumerate(zip(row["waits"], row["runs"], strict=True), start=1)]
+        return [dict(r) for r in counts], buckets
 
     async def rollup_mark(self) -> datetime | None:
         """The first minute not rolled up yet."""

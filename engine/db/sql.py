@@ -1321,14 +1321,20 @@ WHERE minute >= $2::timestamptz AND ($3::text IS NULL OR queue = $3) AND ($4::te
 GROUP BY 1 ORDER BY 1
 """
 
-# The charts' histograms, bucket by bucket, per step: parameters as ROLLUP_CHART_COUNTS.
-ROLLUP_CHART_HISTOGRAMS = """
-SELECT date_bin(make_interval(secs => $1), r.minute, $2::timestamptz) AS t, h.i::int AS bucket,
-       sum(h.w)::bigint AS waits, sum(h.r)::bigint AS runs
-FROM {schema}.job_rollup AS r, unnest(r.wait_hist, r.run_hist) WITH ORDINALITY AS h(w, r, i)
-WHERE r.minute >= $2::timestamptz AND ($3::text IS NULL OR r.queue = $3) AND ($4::text IS NULL OR r.kind = $4)
-GROUP BY 1, 2 ORDER BY 1, 2
-"""
+# The charts' histograms per step, each a sum of the minutes' arrays element by element
+# (bucket i is element i): parameters as ROLLUP_CHART_COUNTS. One aggregate pass; unnesting
+# every minute's arrays and grouping by bucket read 21 rows per minute (264 ms for a day at 20
+# queue/kind pairs, against 35 ms for the counts).
+ROLLUP_CHART_HISTOGRAMS = (
+    "SELECT date_bin(make_interval(secs => $1), minute, $2::timestamptz) AS t, "
+    + "ARRAY[" + ", ".join(f"sum(wait_hist[{i}])" for i in range(1, len(ROLLUP_BUCKET_BOUNDS_MS) + 2))
+    + "]::bigint[] AS waits, "
+    + "ARRAY[" + ", ".join(f"sum(run_hist[{i}])" for i in range(1, len(ROLLUP_BUCKET_BOUNDS_MS) + 2))
+    + """]::bigint[] AS runs
+FROM {schema}.job_rollup
+WHERE minute >= $2::timestamptz AND ($3::text IS NULL OR queue = $3) AND ($4::text IS NULL OR kind = $4)
+GROUP BY 1 ORDER BY 1
+""")
 
 # Where the rollup has got to: minutes from here on are not in job_rollup yet. No parameters.
 ROLLUP_MARK = "SELECT rolled_until FROM {schema}.job_rollup_state"

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,26 @@ from engine.web.stores import job_store
 
 RANGES = {"1h": (3600, 60), "24h": (86400, 900), "7d": (7 * 86400, 7200)}  # span, step (seconds)
 QUANTILES = (0.5, 0.95, 0.99)
+# The filters' queue and kind names of the last week: a DISTINCT over a week of rollup rows
+# (216 ms at 20 pairs) for a list that changes when a new kind first runs. Kept a minute.
+NAMES_TTL = 60.0
+
+
+class _NamesCache:
+    def __init__(self) -> None:
+        self.read_at = -NAMES_TTL
+        self.names: list[tuple[str, str]] = []
+
+
+CHART_NAMES: web.AppKey[_NamesCache] = web.AppKey("chart_names", _NamesCache)
+
+
+async def _names(request: web.Request) -> list[tuple[str, str]]:
+    cache = request.app[CHART_NAMES]
+    if time.monotonic() - cache.read_at >= NAMES_TTL:
+        cache.names = await job_store(request.app[ENGINE]).rollup_names()
+        cache.read_at = time.monotonic()
+    return cache.names
 
 
 def percentile(histogram: list[int], quantile: float) -> float | None:
@@ -84,7 +105,7 @@ async def chart_data(request: web.Request) -> web.Response:
     store = job_store(request.app[ENGINE])
     counts, histograms = await store.rollup_chart(step=step, since=since, queue=queue, kind=kind)
     steps = [since + timedelta(seconds=step * i) for i in range(int(span // step))]
-    names = await store.rollup_names()
+    names = await _names(request)
     mark = await store.rollup_mark()
     return web.json_response({
         "range": name, "step_seconds": step, "since": since.isoformat(), "queue": queue, "kind": kind,
@@ -94,4 +115,5 @@ async def chart_data(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[CHART_NAMES] = _NamesCache()
     app.router.add_get("/api/charts", chart_data)
