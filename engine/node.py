@@ -139,7 +139,7 @@ class NodeSupervisor:
                 name, concurrency=control.get("concurrency") or settings.concurrency,
                 paused=bool(control.get("paused", settings.paused)), store=self.store, executor=self.executor,
                 acker=self.acker, node=self.node, poll_interval=self.config.poll_interval,
-                limits=QueueLimits.from_config(settings), claims=self.claims)
+                limits=QueueLimits.from_config(settings), claims=self.claims, lease_fresh=self._lease_fresh)
         self._stager = Stager(self.store, poll_interval=self.config.poll_interval)
         self.notifier = Notifier(self.store, on_insert=self._on_insert, on_control=self.apply_control,
                                  on_reconnect=self._wake_all, check_interval=self.config.lifeline.heartbeat_interval)
@@ -291,6 +291,9 @@ class NodeSupervisor:
             self.acker.nudge()
         if self.notifier is not None:
             self.notifier.nudge()
+
+    def _lease_fresh(self) -> bool:
+        return self.lifeline is not None and self.lifeline.lease_fresh
 
     def _known_jobs(self) -> list[int]:
         """Jobs this node runs, has stopped but not yet released, or has yet to ack."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -47,7 +48,7 @@ class Producer:
 
     def __init__(self, name: str, *, concurrency: int, paused: bool, store: JobStore, executor: Executor,
                  acker: Acker, node: str, poll_interval: float, limits: QueueLimits | None = None,
-                 claims: ClaimGate | None = None) -> None:
+                 claims: ClaimGate | None = None, lease_fresh: Callable[[], bool] | None = None) -> None:
         self.name = name
         self.limit = concurrency
         self.paused = paused
@@ -58,6 +59,7 @@ class Producer:
         self.poll_interval = poll_interval
         self.running: dict[RunKey, RunningJob] = {}
         self.claims = claims or ClaimGate()  # shared by the node's producers and its lifeline
+        self._lease_fresh = lease_fresh or (lambda: True)  # the node's lease, read at each claim
         self.released: list[int] = []
         self._more = True
         self._signalled = False
@@ -96,6 +98,12 @@ class Producer:
         self.limit = max(1, concurrency)
         self.executor.threads.resize(self.name, self.limit)
         self.notify()
+
+    def may_claim(self) -> bool:
+        """Not paused, not held back by a limit, and the node's lease is sure: its last
+        heartbeat landed within the fence (engine/maintenance/lifeline.py)."""
+        return (not self.paused and not self._lease_lost and time.monotonic() >= self._held_until
+                and self._lease_fresh())
 
     def running_ids(self) -> set[int]:
         """The jobs this producer runs an attempt of."""
@@ -167,8 +175,7 @@ class Producer:
             if self._slot_freed:
                 await self._take_freed_slot()
             free = self.limit - len(self.running)
-            if (free > 0 and not self.paused and not self._lease_lost and self._more
-                    and time.monotonic() >= self._held_until):
+            if free > 0 and self._more and self.may_claim():
                 # A notify from here on arrives while the claim is in flight and may concern a
                 # job the claim's snapshot missed: it must lead to one more look.
                 self._signalled = False

@@ -179,6 +179,21 @@ async def test_claims_wait_while_the_rescue_runs() -> None:
     assert order == ["rescue", "claim"]
 
 
+async def test_a_node_whose_lease_is_in_doubt_claims_nothing_even_before_its_watch_runs(start_engine,
+                                                                                      recorder) -> None:
+    # A process that wakes from a freeze runs whatever is due first: its producers could claim
+    # before the lease watch fences them, and other nodes rescue what it claims (a chaos soak
+    # ran five jobs twice at once that way). The claim itself checks the lease.
+    engine = await start_engine(scripted_registry(recorder), queues=QUEUES,
+                                lifeline={"heartbeat_interval": 30, "rescue_after": 60})
+    producer, lifeline = engine.producers["default"], engine.lifeline
+    assert producer.may_claim()
+    lifeline._last_ok -= lifeline.fence_after + 1  # as a freeze leaves it: no heartbeat landed for longer
+    assert not producer.may_claim() and not producer.lease_lost  # the watch has not fenced yet
+    await lifeline.beat()
+    assert producer.may_claim()
+
+
 async def test_node_that_cannot_heartbeat_stops_its_jobs_before_they_may_be_rescued(make_config, pg_url) -> None:
     recorder = Recorder()
     lifeline = {"heartbeat_interval": 0.2, "rescue_after": 1.5}
