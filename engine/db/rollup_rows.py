@@ -50,7 +50,9 @@ class RollupRows(StoreBase):
         """Per ``step`` seconds from ``since``: the counts, and the wait and run histograms
         bucket by bucket (``{t, bucket, waits, runs}``)."""
         s = self.statements
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A generic plan cannot see how few minutes `minute >= $2` keeps: it read every row.
+            await conn.execute(s.DASHBOARD_PLAN_CUSTOM)
             counts = await conn.fetch(s.ROLLUP_CHART_COUNTS, step, since, queue, kind)
             histograms = await conn.fetch(s.ROLLUP_CHART_HISTOGRAMS, step, since, queue, kind)
         buckets = [{"t": row["t"], "bucket": bucket, "waits": waits or 0, "runs": runs or 0}

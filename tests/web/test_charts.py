@@ -3,7 +3,7 @@ percentiles from the histograms) and drawn by uPlot on the overview in real Chro
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from playwright.async_api import expect
@@ -86,3 +86,26 @@ async def test_the_overview_draws_the_charts_with_data_points(dashboard: Dashboa
     # The data reached the plot: uPlot's own copy of the throughput series sums to the rollup.
     total = await page.evaluate("window.__jobengineCharts.plots.throughput.data[1].reduce((a, b) => a + b, 0)")
     assert total == 30
+
+
+async def test_a_chart_is_read_again_once_the_rollup_moves_on(dashboard: Dashboard, http: Any) -> None:
+    """Charts are kept while the rollup's mark stands (rows before it are final); a mark that
+    moves on brings the minutes it rolled up into the next read."""
+    await _history(dashboard)
+    store = dashboard.engine.store
+    assert store is not None
+
+    async def completed() -> int:
+        async with http.get(f"{dashboard.url}/api/charts", params={"range": "1h", "queue": "mail"},
+                            headers=dashboard.auth) as response:
+            return sum(n or 0 for n in (await response.json())["series"]["completed"])
+
+    assert await completed() == 30
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    async with store.pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO {sql.quote_ident(store.schema)}.jobs (queue, kind, state, attempt, scheduled_at, "
+            "attempted_at, completed_at) SELECT 'mail', 'mail', 'completed', 1, $1::timestamptz, $1::timestamptz, "
+            "$1::timestamptz + interval '1 second' FROM generate_series(1, 5)", now)
+    await store.rollup_finished(now + timedelta(minutes=1))
+    assert await completed() == 35
