@@ -97,7 +97,9 @@ def pages(rows: int, job_id: int) -> dict[str, tuple[str, str]]:
         "api: stats": ("page", "/api/stats"),
         "api: queues": ("page", "/api/queues"),
         "api: jobs newest": ("page", "/api/jobs?limit=50"),
+        "api: charts 1h": ("page", "/api/charts?range=1h"),
         "api: charts 24h": ("page", "/api/charts?range=24h"),
+        "api: charts 7d": ("page", "/api/charts?range=7d"),
         "api: nodes": ("page", "/api/nodes"),
         "metrics": ("page", "/metrics"),
         "search: id:N": ("search", f"/jobs?q=id:{rare}"),
@@ -143,6 +145,7 @@ async def catch_up_rollup(url: str) -> None:
         statement, began, passes = sql.render(SCHEMA).ROLLUP_FINISHED, time.perf_counter(), 0
         while (await conn.fetchrow(statement, None, timeout=300))["behind"]:
             passes += 1
+        await conn.execute(f"ANALYZE {sql.quote_ident(SCHEMA)}.job_rollup")  # as autovacuum soon would
         print(f"rollup caught up in {passes + 1} passes, {time.perf_counter() - began:.0f} s", flush=True)
     finally:
         await conn.close()
@@ -166,7 +169,7 @@ async def measure(url: str, rows: int, reads: int) -> dict[str, Any]:
             await conn.close()
         async with serve(engine, bind="127.0.0.1:0") as server, aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {admin_token}", "Accept": "text/html,application/json"}) as http:
-            print(f"  {'page':36} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target", flush=True)
+            print(f"  {'page':36} {'first':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target", flush=True)
             for name, (kind, path) in pages(rows, job_id).items():
                 times = []
                 for read in range(reads + 1):
@@ -177,13 +180,15 @@ async def measure(url: str, rows: int, reads: int) -> dict[str, Any]:
                             raise SystemExit(f"{name}: {path} answered {response.status}: {body[:300]!r}")
                     if read:  # the first read warms caches and prepared statements
                         times.append((time.perf_counter() - started) * 1000)
+                    else:
+                        first = (time.perf_counter() - started) * 1000
                 times.sort()
                 p95 = times[max(0, int(0.95 * len(times)) - 1)] if len(times) >= 20 else times[-1]
                 target = TARGET_SEARCH_P95_MS if kind == "search" else TARGET_PAGE_P95_MS
-                results[name] = {"path": path, "kind": kind, "ms": [round(t, 2) for t in times],
+                results[name] = {"path": path, "kind": kind, "first_ms": round(first, 2), "ms": [round(t, 2) for t in times],
                                  "p50": round(statistics.median(times), 2), "p95": round(p95, 2),
                                  "max": round(times[-1], 2), "target_p95": target, "met": p95 <= target}
-                print(f"  {name:36} {statistics.median(times):8.1f} {p95:8.1f} {times[-1]:8.1f}  "
+                print(f"  {name:36} {first:8.1f} {statistics.median(times):8.1f} {p95:8.1f} {times[-1]:8.1f}  "
                       f"{'ok' if p95 <= target else 'OVER'} ({target:.0f})", flush=True)
     return results
 
