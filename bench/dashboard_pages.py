@@ -159,9 +159,11 @@ async def measure(url: str, rows: int, reads: int) -> dict[str, Any]:
         def audit_as(action: str, target: str | None, **details: Any) -> AuditEntry:
             return AuditEntry("bench", "cli", action, target, details)
 
-        if await engine.store.user_get("bench-admin") is None:  # --reuse: added by an earlier run
-            await add_user(engine.store, audit_as, "bench-admin", "admin", can_view_args=True)
-        admin_token = await new_token_for(engine.store, audit_as, "bench-admin", "bench")
+        store = engine.store
+        assert store is not None
+        if await store.user_get("bench-admin") is None:  # --reuse: added by an earlier run
+            await add_user(store, audit_as, "bench-admin", "admin", can_view_args=True)
+        admin_token = await new_token_for(store, audit_as, "bench-admin", "bench")
         conn = await asyncpg.connect(url)
         try:
             job_id = await conn.fetchval(f"SELECT max(id) - 1234 FROM {sql.quote_ident(SCHEMA)}.jobs")
@@ -185,7 +187,8 @@ async def measure(url: str, rows: int, reads: int) -> dict[str, Any]:
                 times.sort()
                 p95 = times[max(0, int(0.95 * len(times)) - 1)] if len(times) >= 20 else times[-1]
                 target = TARGET_SEARCH_P95_MS if kind == "search" else TARGET_PAGE_P95_MS
-                results[name] = {"path": path, "kind": kind, "first_ms": round(first, 2), "ms": [round(t, 2) for t in times],
+                results[name] = {"path": path, "kind": kind, "first_ms": round(first, 2),
+                                 "ms": [round(t, 2) for t in times],
                                  "p50": round(statistics.median(times), 2), "p95": round(p95, 2),
                                  "max": round(times[-1], 2), "target_p95": target, "met": p95 <= target}
                 print(f"  {name:36} {first:8.1f} {statistics.median(times):8.1f} {p95:8.1f} {times[-1]:8.1f}  "
