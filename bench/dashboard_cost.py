@@ -43,20 +43,28 @@ async def _fresh(url: str, schema: str) -> asyncpg.Connection:
     return conn
 
 
-async def args_index(url: str, jobs: int, rounds: int) -> None:
-    results: dict[str, list[tuple[float, float, float, float]]] = {"none": [], "gin": []}
+IndexCosts = dict[str, list[float]]  # variant -> medians: insert CPU, insert WAL, claim+complete CPU, WAL
+
+
+async def index_ab(url: str, jobs: int, rounds: int, variants: dict[str, str], fill: str,
+                   fill_args: tuple[int, ...]) -> IndexCosts:
+    """Postgres cost per job of two index set-ups, alternating for ``rounds``: each variant's
+    fresh schema gets its SQL (``variants``: name -> statements, "" for none), then ``fill``
+    (timed: the insert's cost) and the claim+complete drain of every job."""
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in variants}
+    names = list(variants)
     for round_no in range(rounds):
-        for variant in ("none", "gin") if round_no % 2 == 0 else ("gin", "none"):
+        for variant in names if round_no % 2 == 0 else names[::-1]:
             schema = f"dash_cost_{variant}"
             quoted = sql.quote_ident(schema)
             conn = await _fresh(url, schema)
             try:
-                if variant == "none":
-                    await conn.execute(f"DROP INDEX {quoted}.jobs_args_idx")
+                if variants[variant]:
+                    await conn.execute(variants[variant].replace("{schema}", quoted))
                 await conn.execute(f"ALTER TABLE {quoted}.jobs SET (autovacuum_enabled = false)")
                 backend = psutil.Process(conn.get_server_pid())
                 cpu, lsn = _cpu(backend), await _lsn(conn)
-                await conn.execute(FILL.replace("{schema}", quoted), 0, jobs)
+                await conn.execute(fill.replace("{schema}", quoted), *fill_args)
                 insert_cpu, insert_wal = (_cpu(backend) - cpu) * 1e6 / jobs, (await _lsn(conn) - lsn) / jobs
                 await conn.execute(f"VACUUM ANALYZE {quoted}.jobs")
                 await conn.execute("CHECKPOINT")
@@ -68,12 +76,17 @@ async def args_index(url: str, jobs: int, rounds: int) -> None:
             results[variant].append((insert_cpu, insert_wal, ack, wal))
             print(f"  round {round_no + 1} {variant}: insert {insert_cpu:.1f} us/job {insert_wal:.0f} B/job, "
                   f"claim+complete {ack:.1f} us/job {wal:.0f} B/job", flush=True)
-    print("args index (median):   insert CPU us/job  insert WAL B/job  claim+complete CPU us/job  WAL B/job")
-    medians = {}
-    for variant, rows in results.items():
-        medians[variant] = [statistics.median(r[i] for r in rows) for i in range(4)]
-        m = medians[variant]
-        print(f"  {variant:5} {m[0]:20.1f} {m[1]:17.0f} {m[2]:26.1f} {m[3]:10.0f}")
+    medians = {variant: [statistics.median(r[i] for r in rows) for i in range(4)] for variant, rows in results.items()}
+    print("  (median)   insert CPU us/job  insert WAL B/job  claim+complete CPU us/job  WAL B/job")
+    for variant, m in medians.items():
+        print(f"  {variant:8} {m[0]:18.1f} {m[1]:17.0f} {m[2]:26.1f} {m[3]:10.0f}")
+    return medians
+
+
+async def args_index(url: str, jobs: int, rounds: int) -> None:
+    print("args index (migration 010's GIN index on args, against none):")
+    medians = await index_ab(url, jobs, rounds, {"none": "DROP INDEX {schema}.jobs_args_idx", "gin": ""},
+                             FILL, (0, jobs))
     extra = (medians["gin"][0] + medians["gin"][2]) - (medians["none"][0] + medians["none"][2])
     print(f"  the index adds {extra:.1f} us of Postgres CPU per job (insert + claim + complete): "
           f"{100 * extra / DRAIN_CPU_US:.1f} % of the drain's {DRAIN_CPU_US:.0f} us/job")
@@ -89,37 +102,11 @@ FROM generate_series(1, $1::int) AS i
 async def tag_index(url: str, jobs: int, rounds: int) -> None:
     """Migration 012: 005's GIN index on tags ("gin") against jobs_tagged_listing_idx
     ("btree"), for jobs that all carry tags (untagged jobs are in neither)."""
-    results: dict[str, list[tuple[float, float, float, float]]] = {"gin": [], "btree": []}
-    for round_no in range(rounds):
-        for variant in ("gin", "btree") if round_no % 2 == 0 else ("btree", "gin"):
-            schema = f"dash_cost_tags_{variant}"
-            quoted = sql.quote_ident(schema)
-            conn = await _fresh(url, schema)
-            try:
-                if variant == "gin":
-                    await conn.execute(f"DROP INDEX {quoted}.jobs_tagged_listing_idx; CREATE INDEX "
-                                       f"jobs_tags_listing_idx ON {quoted}.jobs USING gin (tags) "
-                                       "WHERE cardinality(tags) <> 0 AND state <> 'executing'")
-                await conn.execute(f"ALTER TABLE {quoted}.jobs SET (autovacuum_enabled = false)")
-                backend = psutil.Process(conn.get_server_pid())
-                cpu, lsn = _cpu(backend), await _lsn(conn)
-                await conn.execute(TAGGED_FILL.replace("{schema}", quoted), jobs)
-                insert_cpu, insert_wal = (_cpu(backend) - cpu) * 1e6 / jobs, (await _lsn(conn) - lsn) / jobs
-                await conn.execute(f"VACUUM ANALYZE {quoted}.jobs")
-                await conn.execute("CHECKPOINT")
-            finally:
-                await conn.close()
-            drained = await _drain(url, schema, variant, 100)
-            ack = drained.per_job(drained.cpu, "claim") + drained.per_job(drained.cpu, "complete")
-            wal = drained.per_job(drained.wal, "claim", 1) + drained.per_job(drained.wal, "complete", 1)
-            results[variant].append((insert_cpu, insert_wal, ack, wal))
-            print(f"  round {round_no + 1} {variant}: insert {insert_cpu:.1f} us/job {insert_wal:.0f} B/job, "
-                  f"claim+complete {ack:.1f} us/job {wal:.0f} B/job", flush=True)
-    print("tag index, every job tagged (median): insert CPU us/job  insert WAL B/job  claim+complete CPU us/job  "
-          "WAL B/job")
-    for variant, rows in results.items():
-        m = [statistics.median(r[i] for r in rows) for i in range(4)]
-        print(f"  {variant:5} {m[0]:20.1f} {m[1]:17.0f} {m[2]:26.1f} {m[3]:10.0f}")
+    print("tag index, every job tagged (005's GIN index against 012's btree):")
+    await index_ab(url, jobs, rounds, {
+        "gin": "DROP INDEX {schema}.jobs_tagged_listing_idx; CREATE INDEX jobs_tags_listing_idx ON {schema}.jobs "
+               "USING gin (tags) WHERE cardinality(tags) <> 0 AND state <> 'executing'",
+        "btree": ""}, TAGGED_FILL, (jobs,))
 
 
 ROLLUP_FILL = """
