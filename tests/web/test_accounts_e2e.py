@@ -32,9 +32,9 @@ async def test_each_role_logs_in_and_walks_the_pages(dashboard: Dashboard, page:
     await _log_in(page, dashboard, member)
     nav = page.locator("header.top nav a")
     admin_nav = ["Audit", "Users"] if role == "admin" else []
-    expected_nav = ["Overview", "Jobs", "Definitions", "Cron", "Nodes", *admin_nav]
+    expected_nav = ["Overview", "Jobs", "Definitions", "Cron", "Nodes", "Alerts", *admin_nav]
     await expect(nav).to_have_text(expected_nav)
-    for path in ("/", "/jobs", "/cron"):
+    for path in ("/", "/jobs", "/cron", "/alerts"):
         response = await page.goto(dashboard.url + path)
         assert response.status == 200, path
     await page.goto(f"{dashboard.url}/jobs/{job.id}")
