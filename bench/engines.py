@@ -147,8 +147,14 @@ class JobengineAdapter(Adapter):
 
         ablation.apply(self.options.get("ablate", []))  # docs/performance.md: what each change bought
         config = _jobengine_config(self.url, concurrency, self.options)
-        async with Engine(config=config, registry=_jobengine_registry(on_job)):
-            await stop.wait()
+        async with Engine(config=config, registry=_jobengine_registry(on_job)) as engine:
+            if not config.dashboard.enabled:
+                await stop.wait()
+                return
+            from engine.web.server import serve  # as `jobengine run` does (bench/dashboard_on.py)
+
+            async with serve(engine):
+                await stop.wait()
 
     def describe(self, concurrency: int) -> str:
         return f"Engine, queue concurrency {concurrency}"

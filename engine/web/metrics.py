@@ -16,21 +16,15 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    GCCollector,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import GC_COLLECTOR, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from engine.core.events import Events, JobEvent
 
@@ -76,23 +70,89 @@ class _ScrapeGauges(Collector):
         return iter(())  # families vary per scrape: registering must not collect
 
 
+class _Tally:
+    """A histogram's bucket counts and sum for one label set, kept in plain Python: an
+    observation is a bisect and two additions, where prometheus_client's Histogram takes a
+    label lookup and a lock per call (most of the dashboard's cost per job)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)  # the last one: above every bound (+Inf)
+        self.total = 0.0
+
+
+class _JobSeries(Collector):
+    """This process's job counters and histograms, folded into metric families at scrape
+    time; prometheus_client writes the exposition."""
+
+    def __init__(self) -> None:
+        self.executions: dict[tuple[str, str, str], int] = {}
+        self.failures: dict[tuple[str, str], int] = {}
+        self.duration: dict[tuple[str, str], _Tally] = {}
+        self.latency: dict[str, _Tally] = {}
+
+    def observe(self, event: JobEvent) -> None:
+        if event.name == "job.start":
+            if event.queue_time is not None:
+                tally = self.latency.get(event.queue) or self.latency.setdefault(
+                    event.queue, _Tally(len(LATENCY_BUCKETS)))
+                tally.counts[bisect_left(LATENCY_BUCKETS, event.queue_time)] += 1
+                tally.total += event.queue_time
+        elif event.name == "job.stop":
+            state = event.state or "unknown"
+            key = (event.kind, event.queue, state)
+            self.executions[key] = self.executions.get(key, 0) + 1
+            pair = (event.kind, event.queue)
+            if state in FAILED_STATES:
+                self.failures[pair] = self.failures.get(pair, 0) + 1
+            if event.duration is not None:
+                tally = self.duration.get(pair) or self.duration.setdefault(pair, _Tally(len(DURATION_BUCKETS)))
+                tally.counts[bisect_left(DURATION_BUCKETS, event.duration)] += 1
+                tally.total += event.duration
+
+    def collect(self) -> Iterator[Metric]:
+        executions = CounterMetricFamily("jobengine_job_executions_total",
+                                         "Attempts finished by this process, by the state they led to.",
+                                         labels=["kind", "queue", "state"])
+        for labels, count in self.executions.items():
+            executions.add_metric(list(labels), count)
+        failures = CounterMetricFamily("jobengine_job_failures_total",
+                                       "Attempts that failed (to be retried or discarded), by this process.",
+                                       labels=["kind", "queue"])
+        for pair, count in self.failures.items():
+            failures.add_metric(list(pair), count)
+        yield executions
+        yield failures
+        yield _histogram("jobengine_job_duration_seconds", "Handler run time per attempt.", ["kind", "queue"],
+                         DURATION_BUCKETS, self.duration.items())
+        yield _histogram("jobengine_job_queue_latency_seconds", "Time from a job being due to its attempt starting.",
+                         ["queue"], LATENCY_BUCKETS, (((queue,), tally) for queue, tally in self.latency.items()))
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # label sets appear as jobs run: registering must not collect
+
+
+def _histogram(name: str, help_text: str, labels: list[str], bounds: Sequence[float],
+               tallies: Iterable[tuple[tuple[str, ...], _Tally]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    for label_values, tally in tallies:
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(floatToGoString, bounds), "+Inf"], tally.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family.add_metric(list(label_values), buckets, tally.total)
+    return family
+
+
 class Metrics:
     """This process's job metrics, fed by engine events, in a registry of their own (two
     dashboards in one process do not share series)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.executions = Counter("jobengine_job_executions_total",
-                                  "Attempts finished by this process, by the state they led to.",
-                                  ["kind", "queue", "state"], registry=self.registry)
-        self.failures = Counter("jobengine_job_failures_total",
-                                "Attempts that failed (to be retried or discarded), by this process.",
-                                ["kind", "queue"], registry=self.registry)
-        self.duration = Histogram("jobengine_job_duration_seconds", "Handler run time per attempt.",
-                                  ["kind", "queue"], buckets=DURATION_BUCKETS, registry=self.registry)
-        self.latency = Histogram("jobengine_job_queue_latency_seconds",
-                                 "Time from a job being due to its attempt starting.", ["queue"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._jobs = _JobSeries()
+        self.registry.register(self._jobs)
         self.running: dict[str, float] = {}
         self._scrape = _ScrapeGauges(self._running_gauge)
         self.registry.register(self._scrape)
@@ -108,15 +168,9 @@ class Metrics:
     def observe(self, event: JobEvent) -> None:
         if event.name == "job.start":
             self.running[event.queue] = self.running.get(event.queue, 0) + 1
-            if event.queue_time is not None:
-                self.latency.labels(event.queue).observe(event.queue_time)
         elif event.name == "job.stop":
             self.running[event.queue] = max(0, self.running.get(event.queue, 0) - 1)
-            self.executions.labels(event.kind, event.queue, event.state or "unknown").inc()
-            if event.state in FAILED_STATES:
-                self.failures.labels(event.kind, event.queue).inc()
-            if event.duration is not None:
-                self.duration.labels(event.kind, event.queue).observe(event.duration)
+        self._jobs.observe(event)
 
     def _running_gauge(self) -> Gauge:
         return Gauge("jobengine_jobs_running", "Attempts running in this process now.",

@@ -38,6 +38,11 @@ def test_exposition_format_escapes_labels_and_accumulates_buckets() -> None:
     assert _sample(text, "jobengine_job_duration_seconds_count", kind=kind, queue="q") == 3
     assert _sample(text, "jobengine_job_failures_total", kind="k", queue="q") == 1
     assert _sample(text, "jobengine_job_queue_latency_seconds_count", queue="q") == 3
+    # A value on a bound counts in that bound's bucket (le: less than or equal).
+    assert _sample(text, "jobengine_job_queue_latency_seconds_bucket", queue="q", le="0.25") == 0
+    assert _sample(text, "jobengine_job_queue_latency_seconds_bucket", queue="q", le="0.5") == 3
+    assert _sample(text, "jobengine_job_queue_latency_seconds_sum", queue="q") == 1.5
+    assert _sample(text, "jobengine_job_executions_total", kind="k", queue="q", state="retryable") == 1
     assert _sample(text, "jobengine_nodes") == 2
     assert "# TYPE jobengine_job_duration_seconds histogram" in text and text.endswith("\n")
 
