@@ -11,19 +11,21 @@ template, Korean subject and text), rendered once beforehand. Steps, each timed 
 - ``flatten``: to the bytes sent (old: aiosmtplib's ``flatten_message``, which
   ``send_message`` calls; new: handlers/mail.py ``flatten``); these two keep every message
   alive, so they run with the garbage collector off;
-- ``send``: the same messages over one open SMTP session to an aiosmtpd sink in another
-  process, so only this process's CPU is counted (old: ``send_message(message)``, which
-  flattens again; new: ``sendmail(bytes)``), build included, the pool's RSET probe not.
+- ``build+send``: build, then send over one open SMTP session to an aiosmtpd sink in
+  another process, so only this process's CPU is counted (old: ``send_message(message)``,
+  which flattens; new: ``flatten`` and ``sendmail(bytes)``), the first ``--send-mails``
+  messages; the pool's RSET probe is left out on both sides.
 
-    python -m bench.mail_build                       # 2,000 messages, about 15 s
+    python -m bench.mail_build                       # 2,000 messages (500 sent), 2 rounds, about 25 s
     python -m bench.mail_build --mails 500 --rounds 3 --no-send
 
-Instruction counts (deterministic on a loaded machine): ``--side old|new --only build+flatten``
-runs one side once, without timing; the difference between two callgrind runs with
-different ``--mails``, divided by the difference in mails, is the instructions per mail::
+Instruction counts (deterministic on a loaded machine): ``--side old|new`` runs only that
+side's build+flatten, untimed, ``--repeat`` times over the same messages; the difference
+between two callgrind runs with different ``--repeat``, divided by the difference in
+messages built, is the instructions per mail (start-up, rendering and validation cancel)::
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m bench.mail_build \\
-        --side new --mails 200
+        --side new --mails 200 --repeat 1       # and --repeat 3; (Ir(3) - Ir(1)) / 400
 """
 
 from __future__ import annotations
@@ -168,16 +170,19 @@ async def send(config: Any, prepared: Prepared, rounds: int, port: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--mails", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--send-mails", type=int, default=500, help="how many of the messages the send step sends")
     parser.add_argument("--no-send", action="store_true", help="skip the SMTP step")
-    parser.add_argument("--side", choices=["old", "new"], help="run one side's build+flatten once, untimed "
-                        "(for callgrind)")
+    parser.add_argument("--side", choices=["old", "new"], help="only run one side's build+flatten, untimed, "
+                        "--repeat times over the messages (for callgrind)")
+    parser.add_argument("--repeat", type=int, default=1)
     opts = parser.parse_args()
     config, prepared = asyncio.run(prepare(opts.mails))
     if opts.side:
         build, flat = sides(config)[opts.side]
-        for job, args, text, html in prepared:
-            flat(build(job, args, SENDER, text, html))
+        for _ in range(opts.repeat):
+            for job, args, text, html in prepared:
+                flat(build(job, args, SENDER, text, html))
         return
     load = os.getloadavg()[0]
     print(f"{len(prepared):,} game-update mails (bench.bulk_enqueue.mail_args), best of {opts.rounds} rounds; "
@@ -189,9 +194,10 @@ def main() -> None:
         print(f"  {step:<15} old {old:8.1f}   new {new:8.1f}   {old / new:5.2f}x")
     if not opts.no_send:
         with smtp_sink() as port:
-            sent = asyncio.run(send(config, prepared, opts.rounds, port))
+            sent = asyncio.run(send(config, prepared[:opts.send_mails], opts.rounds, port))
         print(f"  {'build+send':<15} old {sent['old']:8.1f}   new {sent['new']:8.1f}   "
-              f"{sent['old'] / sent['new']:5.2f}x   (client process only; one session, no RSET)")
+              f"{sent['old'] / sent['new']:5.2f}x   (client CPU only, {min(opts.send_mails, len(prepared)):,} mails; "
+              "one session, no RSET)")
     sizes = {side: statistics.median(len(flat(build(job, args, SENDER, text, html)))
                                      for job, args, text, html in prepared[:100])
              for side, (build, flat) in sides(config).items()}
