@@ -15,14 +15,20 @@ a retried send carries the same id and receivers can drop the duplicate.
 
 from __future__ import annotations
 
-import email.policy
+import functools
+import os
 import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from email.message import EmailMessage
+from email.generator import BytesGenerator
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from io import BytesIO
 from typing import Annotated, Any
 
 import aiosmtplib
@@ -44,6 +50,34 @@ ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                            r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+# Messages are built with the email package's compat32 API (MIMEText, MIMEMultipart) and
+# flattened once, to bytes, by its BytesGenerator: several times less CPU than EmailMessage
+# under email.policy.SMTP, which parses every header into objects and refolds it, and which
+# aiosmtplib's send_message flattened once more (a mass mail is bound by the worker's CPU per
+# mail; python -m bench.mail_build measures both). For utf-8 the library chooses base64
+# bodies, whose lines of 76 characters stay far inside SMTP's 998, and RFC 2047 encoded words
+# for non-ASCII header text: a message is 7-bit ASCII, whether or not the server offers
+# 8BITMIME.
+BASE64 = "base64"
+
+
+class _WirePolicy(Compat32):
+    """compat32 with CRLF line ends (the bytes go to aiosmtplib's sendmail as they are on the
+    wire), and without folding machinery for a header line that needs none: compat32 runs
+    every header through email.header.Header (most of the flattening's CPU), and an ASCII
+    value with no line break whose line fits in ``max_line_length`` comes out of it as it
+    went in."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        limit = self.max_line_length or 0
+        if (isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= limit
+                and not has_line_break(value) and value[:1] not in (" ", "\t")):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+WIRE_POLICY = _WirePolicy(linesep="\r\n", mangle_from_=False)
 
 
 class MailDeliveryError(Exception):
@@ -155,8 +189,8 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     text, html = render_bodies(await ctx.resources.get(mail_templates), args)
     sender = args.from_ or ctx.config.smtp.from_ or default_sender()
     message = build_message(job, ctx.config, args, _mailbox(sender), text, html)
-    recipients = _unique(parseaddr(a)[1] for a in [*args.to, *args.cc, *args.bcc])
-    refused = await deliver(await ctx.resources.get(smtp_pool), message, parseaddr(sender)[1], recipients)
+    recipients = _unique(_address(a) for a in [*args.to, *args.cc, *args.bcc])
+    refused = await deliver(await ctx.resources.get(smtp_pool), flatten(message), _address(sender), recipients)
     accepted = [r for r in recipients if r not in refused]
     # debug: at info a mass mail would write a process log line and an attempt log row per
     # mail, saying what the result already says.
@@ -164,9 +198,11 @@ async def send_mail(job: Job, ctx: HandlerContext) -> dict[str, Any]:
     return {"messageId": message["Message-ID"], "accepted": accepted, "refused": refused}
 
 
+@functools.cache
 def default_sender() -> str:
     """``jobengine@<hostname>``: the sender of mail with neither a ``from`` nor ``[smtp].from``
-    (what cron and Django do), so a failure notification is never dropped for want of one."""
+    (what cron and Django do), so a failure notification is never dropped for want of one.
+    Looked up once: getfqdn may ask DNS, and would block the event loop for every mail."""
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.getfqdn() or socket.gethostname()).strip(".-")
     return f"jobengine@{host or 'localhost'}"
 
@@ -202,36 +238,65 @@ def _render_part(env: jinja2.Environment, name: str, data: dict[str, Any]) -> st
 
 def build_message(
     job: Job, config: Config, args: MailArgs, sender: str, text: str | None, html: str | None
-) -> EmailMessage:
-    """The MIME message; Bcc recipients go in the envelope only."""
+) -> Message:
+    """The MIME message (text/plain, text/html, or multipart/alternative of both); Bcc
+    recipients go in the envelope only. ``flatten`` makes the bytes to send."""
     headers = {"From": sender, "To": ", ".join(args.to), "Subject": args.subject}
     if args.cc:
         headers["Cc"] = ", ".join(args.cc)
     if args.reply_to:
         headers["Reply-To"] = ", ".join(args.reply_to)
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "jobengine.invalid"
+    domain = _address(sender).rpartition("@")[2] or "jobengine.invalid"
     headers["Message-ID"] = f"<jobengine.{config.schema_name}.{job.id}@{domain}>"
     headers["Date"] = formatdate(usegmt=True)
-    message = EmailMessage(policy=email.policy.SMTP)
     for name, value in headers.items():
         # Validation already refused these; checked again right where headers are made.
         if has_line_break(value):
             raise PermanentError(f"mail header {name} contains a line break; nothing was sent")
-        message[name] = value
-    if text is not None:
-        message.set_content(text)
-        if html is not None:
-            message.add_alternative(html, subtype="html")
+    message: Message
+    if text is not None and html is not None:
+        parts = [_text_part(text, "plain", top=False), _text_part(html, "html", top=False)]
+        # No line of a base64 part can start with "--": a boundary of our own cannot clash,
+        # and the generator's search of the parts for one (a regex compiled per message) is
+        # not needed.
+        base64 = all(part["Content-Transfer-Encoding"] == BASE64 for part in parts)
+        message = MIMEMultipart("alternative", boundary=f"==jobengine.{os.urandom(8).hex()}==" if base64 else None,
+                                _subparts=parts)
+    elif text is not None:
+        message = _text_part(text, "plain")
     else:
-        message.set_content(html or "", subtype="html")
+        message = _text_part(html or "", "html")
+    for name, value in headers.items():
+        # Addresses are ASCII here (validation formats them, RFC 2047-encoding non-ASCII
+        # names); compat32 writes a non-ASCII subject as utf-8 encoded words (email.header),
+        # and folds long lines.
+        message[name] = value
     return message
 
 
+def _text_part(body: str, subtype: str, *, top: bool = True) -> MIMEText:
+    # Line ends as LF and a final one, as EmailMessage.set_content made them.
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    part = MIMEText(body, subtype, "utf-8")
+    if not top:
+        del part["MIME-Version"]  # the multipart's own is the message's
+    return part
+
+
+def flatten(message: Message) -> bytes:
+    """The message as sent: 7-bit ASCII with CRLF line ends (no Bcc: never a header)."""
+    with BytesIO() as out:
+        BytesGenerator(out, policy=WIRE_POLICY).flatten(message)
+        return out.getvalue()
+
+
 async def deliver(
-    pool: SmtpPool, message: EmailMessage, sender: str, recipients: list[str]
+    pool: SmtpPool, message: bytes, sender: str, recipients: list[str]
 ) -> dict[str, str]:
-    """Send over a pooled SMTP session; returns the refused recipients (code and reply) when
-    some were accepted."""
+    """Send a flattened message over a pooled SMTP session; returns the refused recipients
+    (code and reply) when some were accepted."""
     smtp = pool.settings
     try:
         refused = await pool.send(message, sender, recipients)
@@ -265,6 +330,13 @@ def _certificate_refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _address(mailbox: str) -> str:
+    """The address of a mailbox (``"Name <a@x>"`` -> ``a@x``), without parsing a bare one."""
+    if PLAIN_ADDRESS.fullmatch(mailbox):
+        return mailbox
+    return parseaddr(mailbox)[1]
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -19,7 +19,11 @@ it is handed to aiosmtplib and nowhere else.
 Example::
 
     pool = await ctx.resources.get(smtp_pool)
-    refused = await pool.send(message, "ops@example.com", ["user@example.com"])
+    refused = await pool.send(flat_message, "ops@example.com", ["user@example.com"])
+
+``flat_message`` is the message as bytes (handlers/mail.py's ``flatten``), handed to
+aiosmtplib's ``sendmail`` as it is: aiosmtplib's ``send_message`` would flatten the message
+object once more, for each attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 import aiosmtplib
 
@@ -61,7 +64,7 @@ class SmtpPool:
     Example::
 
         async with smtp_pool(config) as pool:
-            refused = await pool.send(message, sender, recipients)   # {} when all accepted
+            refused = await pool.send(flat_message, sender, recipients)   # {} when all accepted
     """
 
     def __init__(self, settings: SmtpConfig) -> None:
@@ -72,8 +75,8 @@ class SmtpPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> dict[str, tuple[int, str]]:
-        """Send one message; returns the refused recipients (code and reply) when some were
+    async def send(self, message: bytes, sender: str, recipients: list[str]) -> dict[str, tuple[int, str]]:
+        """Send one flattened message; returns the refused recipients (code and reply) when some were
         accepted. Raises aiosmtplib's errors for replies to the message, and for a session
         that could not be opened; a session lost under the message is retried once."""
         try:
@@ -81,11 +84,14 @@ class SmtpPool:
         except SmtpSessionLost:
             return await self._send_once(message, sender, recipients, reuse=False)
 
-    async def _send_once(self, message: EmailMessage, sender: str, recipients: list[str], *,
+    async def _send_once(self, message: bytes, sender: str, recipients: list[str], *,
                          reuse: bool = True) -> dict[str, tuple[int, str]]:
+        # As send_message would: a non-ASCII address needs the server's SMTPUTF8. The message
+        # itself is 7-bit (handlers/mail.py), so it needs no BODY=8BITMIME.
+        options = [] if sender.isascii() and all(r.isascii() for r in recipients) else ["SMTPUTF8"]
         client = (await self._reused() if reuse else None) or await self._connect()
         try:
-            refused, _reply = await client.send_message(message, sender=sender, recipients=recipients)
+            refused, _reply = await client.sendmail(sender, recipients, message, mail_options=options)
         except BaseException as exc:
             lost = _session_lost(exc)
             if lost or not client.is_connected or not isinstance(exc, aiosmtplib.SMTPException):

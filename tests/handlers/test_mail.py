@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import socket
 from collections import Counter
+from email.policy import compat32
 from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,18 @@ from pydantic import ValidationError
 
 from engine.core.job import Job
 from engine.core.outcomes import PermanentError
-from handlers.mail import ADDRESS, PLAIN_ADDRESS, MailArgs, MailDeliveryError, build_message, default_sender
+from handlers import mail
+from handlers.mail import (
+    ADDRESS,
+    PLAIN_ADDRESS,
+    WIRE_POLICY,
+    MailArgs,
+    MailDeliveryError,
+    build_message,
+    default_sender,
+    flatten,
+)
+from tests.handlers import mail_reference
 from tests.handlers.conftest import SmtpPeer
 from tests.support.waiting import wait_until
 
@@ -336,3 +350,130 @@ def test_a_bare_address_and_the_parsed_one_give_the_same_mailbox(address: str) -
     except ValidationError:
         got = None
     assert got == (None if parsed is None else [parsed])
+
+
+# --- the compat32 builder: what arrives, and the same message as the EmailMessage one ---
+
+
+KOREAN_SUBJECT = "[Gatrix] 게임 업데이트 알림: 새로운 던전과 아이템 강화 시스템이 추가되었습니다 (1.2.0)"
+KOREAN_TEXT = "안녕하세요, 홍길동님!\n\n게임이 1.2.0 버전으로 업데이트되었습니다.\n" + "긴 줄 " * 400 + "\n끝"
+KOREAN_HTML = "<p>안녕하세요, <strong>홍길동</strong>님!</p>\r\n<p>" + "가" * 1500 + "</p>"
+
+
+def wire_bytes(peer: SmtpPeer, index: int = 0) -> bytes:
+    content = peer.messages[index].content
+    assert isinstance(content, bytes)
+    return content
+
+
+@pytest.mark.parametrize("bodies", [
+    {"text": KOREAN_TEXT}, {"html": KOREAN_HTML}, {"text": KOREAN_TEXT, "html": KOREAN_HTML},
+], ids=["text", "html", "text+html"])
+async def test_korean_subject_names_and_bodies_arrive_intact(make_harness, smtp_peer, bodies: dict[str, str]) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    args = {"to": ["홍길동 <a@b.c>", "plain@x.test"], "cc": "김철수 <kim@x.test>", "replyTo": "고객센터 <help@x.test>",
+            "from": "Gatrix 운영팀 <ops@gatrix.test>", "subject": KOREAN_SUBJECT, **bodies}
+    result = await harness.run("mail", args, job_id=7)
+
+    assert result["accepted"] == ["a@b.c", "plain@x.test", "kim@x.test"]
+    raw = wire_bytes(smtp_peer)
+    assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Subject"] == KOREAN_SUBJECT
+    assert message["To"] == "홍길동 <a@b.c>, plain@x.test" and message["Cc"] == "김철수 <kim@x.test>"
+    assert message["From"] == "Gatrix 운영팀 <ops@gatrix.test>" and message["Reply-To"] == "고객센터 <help@x.test>"
+    assert message["To"].addresses[0].display_name == "홍길동"
+    assert message["Message-ID"] == result["messageId"] == "<jobengine.jobengine.7@gatrix.test>"
+    assert message["Date"].datetime.tzinfo is not None
+    assert smtp_peer.messages[0].mail_from == "ops@gatrix.test"
+    expected = {"plain": bodies.get("text"), "html": bodies.get("html")}
+    kinds = [subtype for subtype, body in expected.items() if body is not None]
+    assert message.get_content_type() == ("multipart/alternative" if len(kinds) == 2 else f"text/{kinds[0]}")
+    for subtype in kinds:
+        part = message.get_body((subtype,))
+        assert part is not None and part.get_content_charset() == "utf-8"
+        # Line ends as LF and a final one, as EmailMessage.set_content made them.
+        assert part.get_content() == expected[subtype].replace("\r\n", "\n") + "\n"  # type: ignore[union-attr]
+
+
+async def test_a_retried_mail_carries_the_same_message_id(make_harness, smtp_peer) -> None:
+    harness = make_harness(smtp=smtp_settings(smtp_peer))
+    first = await harness.run("mail", GAME_UPDATE, job_id=99)
+    second = await harness.run("mail", GAME_UPDATE, job_id=99)
+    assert first["messageId"] == second["messageId"] == "<jobengine.jobengine.99@gatrix.test>"
+    assert smtp_peer.parsed(0)["Message-ID"] == smtp_peer.parsed(1)["Message-ID"] == first["messageId"]
+
+
+EQUIVALENCE_CASES: dict[str, dict[str, Any]] = {
+    "ascii text": {"to": "a@x.test", "subject": "Your weekly report", "text": "hello\nworld"},
+    "ascii long subject": {"to": "a@x.test", "subject": "word " * 40 + "end", "text": "t\r\nu\rv"},
+    "korean text": {"to": "홍길동 <hong@x.test>", "subject": "게임 업데이트 알림", "text": KOREAN_TEXT},
+    "korean long subject": {"to": "a@x.test", "subject": KOREAN_SUBJECT * 3, "text": "본문"},
+    "html only": {"to": "a@x.test", "subject": "html", "html": KOREAN_HTML},
+    "empty html": {"to": "a@x.test", "subject": "empty", "html": ""},
+    "text and html": {"to": "a@x.test", "subject": "둘 다", "text": KOREAN_TEXT, "html": KOREAN_HTML},
+    "template": GAME_UPDATE,
+    "cc, reply-to, bcc": {"to": ["a@x.test", "Bee <b@x.test>"], "cc": "c@x.test, 김 <d@x.test>",
+                          "bcc": ["hidden@x.test"], "replyTo": "help@x.test", "subject": "s", "text": "t"},
+    "names with commas and quotes": {
+        "to": ['"Kim, Jae" <kim@x.test>', 'O\'Hara "the boss" <oh@x.test>', "Dr. Who <who@x.test>"],
+        "from": '"Ops, Team" <ops@x.test>', "replyTo": '"홍, 길동" <hong@x.test>', "subject": 'a "quoted", b',
+        "text": "t"},
+    "many recipients": {"to": [f"Player {i} <player{i}@players.example.com>" for i in range(12)],
+                        "subject": "s", "text": "t"},
+}
+
+
+def received(raw: bytes) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Decoded header values and (content type, content) of each body part, as a receiver
+    reads them. Content line ends as LF: the old builder's base64 parts carried CRLF inside
+    the base64 (its 8bit ones LF), the new one's carry LF; a reader sees the same text."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    headers: dict[str, Any] = {name: message[name] for name in ("From", "To", "Cc", "Reply-To", "Subject",
+                                                                "Message-ID", "Bcc")}
+    headers["Date"] = message["Date"].datetime
+    headers["Content-Type"] = message.get_content_type()
+    parts = [(part.get_content_type(), part.get_content().replace("\r\n", "\n"))
+             for part in message.walk() if not part.is_multipart()]
+    return headers, parts
+
+
+@pytest.mark.parametrize("case", list(EQUIVALENCE_CASES))
+async def test_the_compat32_message_reads_as_the_email_message_one(make_harness, monkeypatch, case: str) -> None:
+    date = "Thu, 03 Dec 2026 18:00:00 GMT"
+    monkeypatch.setattr(mail, "formatdate", lambda **_: date)
+    monkeypatch.setattr(mail_reference, "formatdate", lambda **_: date)
+    harness = make_harness(smtp={"from": "ops@gatrix.test"})
+    env = await harness.resources.get(mail.mail_templates)
+    args = MailArgs.model_validate(EQUIVALENCE_CASES[case])
+    job = Job(id=5, queue="default", kind="mail", args=args)
+    text, html = mail.render_bodies(env, args)
+    sender = mail._mailbox(args.from_ or "ops@gatrix.test")
+
+    new = mail.flatten(build_message(job, harness.config, args, sender, text, html))
+    old = mail_reference.old_flatten(mail_reference.old_build_message(job, harness.config, args, sender, text, html))
+    assert received(new) == received(old)
+    headers, parts = received(new)
+    assert headers["Bcc"] is None and b"hidden" not in new
+    assert parts and all(content.endswith("\n") for _, content in parts)
+    assert new.isascii() and max(len(line) for line in new.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize("value", [
+    "a@x.test", "a  b   c", "tab\there", '"Kim, J" <k@x.y>, Bee <b@x.test>', "x" * 69, "x" * 70,
+    "ends with space ", " leading space", "a ; b , c", "=?utf-8?b?7ZmN6ri464+Z?= <a@b.c>", "", "word " * 30,
+])
+def test_the_wire_policy_folds_headers_as_compat32_does(value: str) -> None:
+    # Its shortcut for a line that needs no folding gives the bytes compat32 gives.
+    assert WIRE_POLICY.fold_binary("Subject", value) == compat32.clone(linesep="\r\n").fold_binary("Subject", value)
+
+
+def test_a_multipart_boundary_is_new_for_every_message(make_harness) -> None:
+    harness = make_harness(smtp={"from": "ops@gatrix.test"})
+    args = MailArgs.model_validate({"to": "a@x.test", "subject": "s", "text": "t", "html": "<p>t</p>"})
+    job = Job(id=1, queue="default", kind="mail", args=args)
+    boundaries = {build_message(job, harness.config, args, "ops@gatrix.test", "t", "<p>t</p>").get_boundary()
+                  for _ in range(20)}
+    assert len(boundaries) == 20
+    raw = flatten(build_message(job, harness.config, args, "ops@gatrix.test", "t", "<p>t</p>"))
+    assert raw.count(b"--==jobengine.") == 3
