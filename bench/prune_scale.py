@@ -166,6 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vacuum-deadline", type=float, default=1800.0,
                    help="seconds to wait for autovacuum after each prune")
     p.add_argument("--baseline-seconds", type=float, default=5.0, help="claims timed before the churn, at rest")
+    p.add_argument("--reindex", default="",
+                   help="after the last day, REINDEX INDEX CONCURRENTLY these indexes of jobs (comma-separated), "
+                        "claims timed meanwhile (e.g. jobs_args_idx: GIN keeps the keys of deleted rows)")
     args = p.parse_args(argv)
     if args.rows < args.day_rows or args.day_rows <= 0 or args.days <= 0:
         p.error("need --rows >= --day-rows > 0 and --days > 0")
@@ -213,7 +216,8 @@ class Phase:
             "lock_samples": self.samples,
             "lock_modes_on_jobs": table_modes,
             "lock_modes_on_indexes": index_modes,
-            "lock_conflicts_with_claim": sorted({m for role, modes in table_modes.items() if role != "engine"
+            "lock_conflicts_with_claim": sorted({m for role, modes in table_modes.items()
+                                                 if role in ("pruner", "autovacuum")
                                                  for m in modes if m in CLAIM_CONFLICTS}),
             "lock_waits": list(self.waits.values())[:50],
         }
@@ -324,8 +328,9 @@ async def sample_locks(url: str, oids: list[int], recorder: Recorder, pruner_pid
                 phase.samples += 1
                 for r in rows:
                     role = roles[r["pid"]]
-                    if r["granted"] and r["relname"]:
-                        phase.lock_modes.setdefault(role, set()).add(f"{r['relname']}:{r['mode']}")
+                    if r["granted"] and r["relname"]:  # an extension lock is no table lock: named apart
+                        mode = r["mode"] if r["locktype"] == "relation" else f"{r['locktype']} {r['mode']}"
+                        phase.lock_modes.setdefault(role, set()).add(f"{r['relname']}:{mode}")
                     elif not r["granted"]:
                         key = (r["pid"], r["locktype"], r["mode"], r["relname"])
                         seen = phase.waits.setdefault(key, {
@@ -549,6 +554,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         f"{after['heap'] / 2**20:,.0f} MB, indexes {after['indexes_total'] / 2**20:,.0f} MB")
                 results["days"] = days
                 results["baseline"] = recorder.phases[0].summary()
+                reindex = [name for name in args.reindex.split(",") if name]
+                if reindex:
+                    unknown = sorted(set(reindex) - set(results["initial"]["indexes"]))
+                    if unknown:
+                        raise SystemExit(f"--reindex: no such index on jobengine.jobs: {', '.join(unknown)}")
+                    phase = recorder.begin("reindex", args.days + 1)
+                    for name in reindex:
+                        log(f"REINDEX INDEX CONCURRENTLY jobengine.{name} ...")
+                        await conn.execute(f'REINDEX INDEX CONCURRENTLY jobengine."{name}"')
+                    recorder.end()
+                    results["reindex"] = {"indexes": reindex, "summary": phase.summary(), "sizes": await sizes(conn)}
             finally:
                 stop.set()
                 sent = await feeder
@@ -664,18 +680,35 @@ def render(results: dict[str, Any]) -> str:
             def get(s: dict[str, Any], n: str = name) -> int | None:
                 return s["indexes"].get(n) if n in s["indexes"] else s.get(n)
             ratio = results.get("ratios", {}).get(name)
-            rows.append([name, *(_mb(get(s)) for _, s in snaps), "-" if ratio is None else f"{ratio:.3f}"])
-        rows.append(["rows (count)", *(_num(s["rows"]) for _, s in snaps), ""])
-        rows.append(["n_dead_tup", *(_num(s["n_dead_tup"]) for _, s in snaps), ""])
-        rows.append(["n_live_tup", *(_num(s["n_live_tup"]) for _, s in snaps), ""])
-        rows.append(["autovacuums", *(_num(s["autovacuum_count"]) for _, s in snaps), ""])
-        out.append(_table(["relation", *(n for n, _ in snaps), "final/initial"], rows))
+            first, initial = get(snaps[min(1, len(snaps) - 1)][1]), get(snaps[0][1]) or 0
+            small = " (< 1 MB)" if initial < 2**20 else ""
+            growth = ("-" if len(snaps) < 3 or not initial or first is None
+                      else f"{((get(snaps[-1][1]) or 0) - first) / initial / (len(snaps) - 2) * 100:+.1f} %")
+            rows.append([name, *(_mb(get(s)) for _, s in snaps),
+                         "-" if ratio is None else f"{ratio:.3f}{small}", growth])
+        rows.append(["rows (count)", *(_num(s["rows"]) for _, s in snaps), "", ""])
+        rows.append(["n_dead_tup", *(_num(s["n_dead_tup"]) for _, s in snaps), "", ""])
+        rows.append(["n_live_tup", *(_num(s["n_live_tup"]) for _, s in snaps), "", ""])
+        rows.append(["autovacuums", *(_num(s["autovacuum_count"]) for _, s in snaps), "", ""])
+        out.append(_table(["relation", *(n for n, _ in snaps), "final/initial", "per day after day 1"], rows))
         cleaned = sum(d.get("probe_jobs_deleted", 0) for d in days)
         out.append(f"probe jobs: {results.get('probe_jobs', 0):,} sent, {cleaned:,} of them deleted by the bench "
                    "after each prune (not counted in 'deleted')")
         day_rows, rows_total = results["args"]["day_rows"], results["rows"]
         out.append(f"a day's rows go in before its oldest day is pruned: without bloat the heap and the indexes on ids "
-                   f"and times peak at about 1 + day_rows/rows = {1 + day_rows / rows_total:.2f} x their initial size")
+                   f"and times peak at about 1 + day_rows/rows = {1 + day_rows / rows_total:.2f} x their initial size; "
+                   "'per day after day 1' is the steady growth beyond that (of the initial size)")
+    reindex = results.get("reindex")
+    if reindex:
+        p = reindex["summary"]
+        initial = results["initial"]["indexes"]
+        out.append(f"REINDEX INDEX CONCURRENTLY after the last day, {p['seconds']:.1f} s: claims {p['claims']}, p99 "
+                   f"{p['claim_p99_ms']} ms, max {p['claim_max_ms']} ms, over 100 ms: {p['claims_over_100ms_count']}, "
+                   f"enqueue->start max {p['start_latency_max_ms']} ms, lock waits {len(p['lock_waits'])}; "
+                   + "; ".join(f"{name} {_mb(results['final']['indexes'][name])} -> "
+                               f"{_mb(reindex['sizes']['indexes'][name])} MB "
+                               f"({reindex['sizes']['indexes'][name] / initial[name]:.3f} x initial)"
+                               for name in reindex["indexes"]))
     return "\n".join(out)
 
 
