@@ -430,6 +430,33 @@ async def wait_autovacuum(conn: asyncpg.Connection, oid: int, deadline: float) -
     return out
 
 
+async def server_settings(conn: asyncpg.Connection, description: str) -> dict[str, str]:
+    """The settings the report names; stops when autovacuum cannot run (nothing to measure)."""
+    names = ("server_version", "autovacuum", "track_counts", "autovacuum_naptime", "autovacuum_vacuum_cost_limit",
+             "autovacuum_vacuum_cost_delay", "maintenance_work_mem", "shared_buffers", "max_wal_size")
+    settings = {name: await conn.fetchval(f"SHOW {name}") for name in names}
+    if settings["autovacuum"] != "on" or settings["track_counts"] != "on":
+        raise SystemExit(f"autovacuum is off on {description} (autovacuum={settings['autovacuum']}, "
+                         f"track_counts={settings['track_counts']}): this bench measures the table as "
+                         "autovacuum keeps it; run it without --url (a dedicated server)")
+    return settings
+
+
+async def reindex(conn: asyncpg.Connection, names: list[str], initial: dict[str, Any], recorder: Recorder, day: int,
+                  log: Any) -> dict[str, Any]:
+    """REINDEX INDEX CONCURRENTLY each index, claims timed meanwhile; sizes after."""
+    names = [name for name in names if name]
+    unknown = sorted(set(names) - set(initial["indexes"]))
+    if unknown:
+        raise SystemExit(f"--reindex: no such index on jobengine.jobs: {', '.join(unknown)}")
+    phase = recorder.begin("reindex", day)
+    for name in names:
+        log(f"REINDEX INDEX CONCURRENTLY jobengine.{name} ...")
+        await conn.execute(f'REINDEX INDEX CONCURRENTLY jobengine."{name}"')
+    recorder.end()
+    return {"indexes": names, "summary": phase.summary(), "sizes": await sizes(conn)}
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -458,10 +485,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             url = server.create_database("bench_prune")
         conn = await asyncpg.connect(url, server_settings={"application_name": "prune_scale"})
         try:
-            settings = {name: await conn.fetchval(f"SHOW {name}") for name in (
-                "server_version", "autovacuum_naptime", "autovacuum_vacuum_cost_limit", "autovacuum_vacuum_cost_delay",
-                "maintenance_work_mem", "shared_buffers", "max_wal_size")}
-            results["settings"] = settings
+            settings = results["settings"] = await server_settings(conn, server.description)
             log(f"{server.description}; autovacuum_naptime {settings['autovacuum_naptime']}"
                 + ("" if args.url else " (set low to compress time: a real day gives autovacuum hours)"))
             await conn.execute("DROP SCHEMA IF EXISTS jobengine CASCADE")
@@ -554,17 +578,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         f"{after['heap'] / 2**20:,.0f} MB, indexes {after['indexes_total'] / 2**20:,.0f} MB")
                 results["days"] = days
                 results["baseline"] = recorder.phases[0].summary()
-                reindex = [name for name in args.reindex.split(",") if name]
-                if reindex:
-                    unknown = sorted(set(reindex) - set(results["initial"]["indexes"]))
-                    if unknown:
-                        raise SystemExit(f"--reindex: no such index on jobengine.jobs: {', '.join(unknown)}")
-                    phase = recorder.begin("reindex", args.days + 1)
-                    for name in reindex:
-                        log(f"REINDEX INDEX CONCURRENTLY jobengine.{name} ...")
-                        await conn.execute(f'REINDEX INDEX CONCURRENTLY jobengine."{name}"')
-                    recorder.end()
-                    results["reindex"] = {"indexes": reindex, "summary": phase.summary(), "sizes": await sizes(conn)}
+                if args.reindex:
+                    results["reindex"] = await reindex(conn, args.reindex.split(","), results["initial"], recorder,
+                                                       args.days + 1, log)
             finally:
                 stop.set()
                 sent = await feeder
