@@ -158,13 +158,13 @@ class JobengineAdapter(Adapter):
 
         ablation.apply(self.options.get("ablate", []))  # docs/performance.md: what each change bought
         config = _jobengine_config(self.url, concurrency, self.options)
+        if config.dashboard.enabled:  # imported before the engine starts, as `jobengine run` has it
+            from engine.web.server import serve
         async with Engine(config=config, registry=_jobengine_registry(on_job)) as engine:
             if not config.dashboard.enabled:
                 await stop.wait()
                 return
-            from engine.web.server import serve  # as `jobengine run` does (bench/dashboard_on.py)
-
-            async with serve(engine):
+            async with serve(engine):  # bench/dashboard_on.py
                 await stop.wait()
 
     def describe(self, concurrency: int) -> str:

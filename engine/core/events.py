@@ -11,11 +11,13 @@ import structlog
 log = structlog.get_logger("jobengine.events")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobEvent:
     """``name`` is ``job.start`` or ``job.stop``; ``state`` is the state the ack asked for
     (``job.stop``), ``duration`` the handler's run time in seconds, ``queue_time`` the time
-    from scheduled to start."""
+    from scheduled to start. Every subscriber gets the same event: read it, never change it.
+    (Not frozen: a frozen dataclass sets each field through object.__setattr__, and two
+    events per job made that most of what the dashboard's metrics cost per job.)"""
 
     name: str
     job_id: int
