@@ -239,6 +239,7 @@ class Recorder:
     def __init__(self) -> None:
         self.phase: Phase | None = None
         self.phases: list[Phase] = []
+        self.enqueue_failures: list[str] = []
 
     def begin(self, name: str, day: int) -> Phase:
         self.end()
@@ -304,7 +305,13 @@ async def feed(engine: Any, rate: int, recorder: Recorder, stop: asyncio.Event) 
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
-        await engine.enqueue_many([JobSpec(kind=KIND, args={"t": started}) for _ in range(batch)], return_ids=True)
+        try:
+            await engine.enqueue_many([JobSpec(kind=KIND, args={"t": started}) for _ in range(batch)],
+                                      return_ids=True)
+        except Exception as exc:  # a timed-out enqueue is a finding to report, not the bench's end
+            recorder.enqueue_failures.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
+            print(f"enqueue failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            continue
         if recorder.phase is not None:
             recorder.phase.enqueues.append((started, time.monotonic() - started))
         sent += batch
@@ -588,6 +595,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 await store.close()
                 await engine.stop()
             results["probe_jobs"] = sent
+            results["enqueue_failures"] = recorder.enqueue_failures
             results["final"] = days[-1]["sizes"]  # once autovacuum has processed the table after the last prune
         finally:
             await conn.close()
