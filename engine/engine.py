@@ -199,6 +199,10 @@ class Engine:
     def producers(self) -> dict[str, Producer]:
         return self.supervisor.producers if self.supervisor is not None else {}
 
+    def running_per_queue(self) -> dict[str, int]:
+        """Attempts this process holds per queue now (claimed and not yet acked)."""
+        return {name: len(producer.running) for name, producer in self.producers.items()}
+
     @property
     def acker(self) -> Acker | None:
         return self.supervisor.acker if self.supervisor is not None else None

@@ -82,17 +82,19 @@ class Executor:
 
     async def _execute(self, job: Job) -> Ack:
         start = time.perf_counter()
-        events = self.events.active  # a no-op job costs less than building its two events
-        if events:
+        # A no-op job costs less than building its two events: only those read are built.
+        starts, stops = self.events.wants("job.start"), self.events.wants("job.stop")
+        queue_time = _queue_time(job) if starts or stops else None
+        if starts:
             self.events.emit(JobEvent("job.start", job.id, job.kind, job.queue, job.attempt,
-                                      queue_time=_queue_time(job)))
+                                      queue_time=queue_time))
         outcome = await self.perform(job)
         self.attempt_logs.finish(job.id, job.attempt)
         ack = self.to_ack(job, outcome)
         error = ack.error.get("error") if ack.error else None
-        if events:
-            self.events.emit(JobEvent("job.stop", job.id, job.kind, job.queue, job.attempt,
-                                      state=ack.state, duration=time.perf_counter() - start, error=error))
+        if stops:
+            self.events.emit(JobEvent("job.stop", job.id, job.kind, job.queue, job.attempt, state=ack.state,
+                                      duration=time.perf_counter() - start, queue_time=queue_time, error=error))
         if isinstance(outcome, Failed):
             self.log.warning("job failed", job_id=job.id, kind=job.kind, attempt=job.attempt,
                              next_state=ack.state, error=error)

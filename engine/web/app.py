@@ -217,7 +217,7 @@ def create_app(engine: Engine, settings: DashboardConfig | None = None) -> web.A
     app[SETTINGS] = settings
     app[AUTH] = Auth(settings, job_store(engine))
     app[SNAPSHOTS] = Snapshots(engine, ttl=min(settings.refresh_interval, 5.0), cap=settings.count_cap)
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(running=engine.running_per_queue)
     app[TEMPLATES] = _templates()
     app[STATIC] = _load_static()
     app.router.add_get("/static/{filename}", static_file)

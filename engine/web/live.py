@@ -34,6 +34,7 @@ MAX_BACKLOG = 16  # a page this far behind gets one "resync" instead of the queu
 DEBOUNCE = 0.1  # seconds a burst of changes is gathered before one event goes out
 PING_INTERVAL = 15.0  # a comment line this often keeps proxies open and finds closed pages
 RECONNECT_MS = 2000  # how soon a browser reconnects a dropped stream
+LIVE_EVENTS = ("job.start", "job.stop", "job.log")  # what changes an open page
 
 
 def fingerprint(overview: Overview) -> tuple[object, ...]:
@@ -58,6 +59,7 @@ class LiveHub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._detach: list[Callable[[], None]] = []
+        self._job_events: Callable[[], None] | None = None  # unsubscribes, while a page listens
         self.sent = 0  # events broadcast (for tests and the debug log)
         self._last_sent = float("-inf")
 
@@ -78,9 +80,19 @@ class LiveHub:
         elif event.name == "job.log":  # a running attempt logged or reported progress
             self.changed(f"log:{event.job_id}")
 
+    def _hear_jobs(self) -> None:
+        """Job starts and stops, two events per job, are heard only while a page listens: a
+        dashboard nobody has open (Prometheus scraping /metrics) costs the jobs nothing here."""
+        if self._job_events is None:
+            self._job_events = self.engine.events.subscribe(self._on_job_event, names=LIVE_EVENTS)
+
+    def _stop_hearing_jobs(self) -> None:
+        if self._job_events is not None:
+            self._job_events()
+            self._job_events = None
+
     async def start(self, _app: web.Application | None = None) -> None:
-        self._detach = [self.engine.watch_changes(self._on_notification),
-                        self.engine.events.subscribe(self._on_job_event)]
+        self._detach = [self.engine.watch_changes(self._on_notification)]
         self._tasks = [asyncio.create_task(self._broadcast(), name="dashboard live broadcast"),
                        asyncio.create_task(self._watch_overview(), name="dashboard live overview")]
 
@@ -88,6 +100,7 @@ class LiveHub:
         """Stop feeding and end every open stream (so shutdown does not wait for them)."""
         for detach in self._detach:
             detach()
+        self._stop_hearing_jobs()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -149,6 +162,7 @@ class LiveHub:
         """``GET /events``: ``event: change`` with ``data: ["insert:mail", ...]`` per burst."""
         queue: asyncio.Queue[list[str] | None] = asyncio.Queue()
         self.clients.add(queue)
+        self._hear_jobs()
         try:
             async with sse_response(request, ping_interval=PING_INTERVAL) as response:
                 await response.send(json.dumps(["hello"]), event="ready", retry=RECONNECT_MS)
@@ -163,6 +177,8 @@ class LiveHub:
             return response
         finally:
             self.clients.discard(queue)
+            if not self.clients:
+                self._stop_hearing_jobs()
 
 
 async def _next(queue: asyncio.Queue[list[str] | None], closed: asyncio.Future[None]) -> list[str] | None:

@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import GC_COLLECTOR, CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -93,23 +93,25 @@ class _JobSeries(Collector):
         self.latency: dict[str, _Tally] = {}
 
     def observe(self, event: JobEvent) -> None:
-        if event.name == "job.start":
-            if event.queue_time is not None:
-                tally = self.latency.get(event.queue) or self.latency.setdefault(
-                    event.queue, _Tally(len(LATENCY_BUCKETS)))
-                tally.counts[bisect_left(LATENCY_BUCKETS, event.queue_time)] += 1
-                tally.total += event.queue_time
-        elif event.name == "job.stop":
-            state = event.state or "unknown"
-            key = (event.kind, event.queue, state)
-            self.executions[key] = self.executions.get(key, 0) + 1
-            pair = (event.kind, event.queue)
-            if state in FAILED_STATES:
-                self.failures[pair] = self.failures.get(pair, 0) + 1
-            if event.duration is not None:
-                tally = self.duration.get(pair) or self.duration.setdefault(pair, _Tally(len(DURATION_BUCKETS)))
-                tally.counts[bisect_left(DURATION_BUCKETS, event.duration)] += 1
-                tally.total += event.duration
+        """Count one finished attempt (``job.stop``; other events count nothing): its state,
+        run time and queue latency (the stop event carries it, as Oban's does)."""
+        if event.name != "job.stop":
+            return
+        state = event.state or "unknown"
+        key = (event.kind, event.queue, state)
+        self.executions[key] = self.executions.get(key, 0) + 1
+        pair = (event.kind, event.queue)
+        if state in FAILED_STATES:
+            self.failures[pair] = self.failures.get(pair, 0) + 1
+        if event.duration is not None:
+            tally = self.duration.get(pair) or self.duration.setdefault(pair, _Tally(len(DURATION_BUCKETS)))
+            tally.counts[bisect_left(DURATION_BUCKETS, event.duration)] += 1
+            tally.total += event.duration
+        if event.queue_time is not None:
+            latency = self.latency.get(event.queue) or self.latency.setdefault(
+                event.queue, _Tally(len(LATENCY_BUCKETS)))
+            latency.counts[bisect_left(LATENCY_BUCKETS, event.queue_time)] += 1
+            latency.total += event.queue_time
 
     def collect(self) -> Iterator[Metric]:
         executions = CounterMetricFamily("jobengine_job_executions_total",
@@ -149,11 +151,13 @@ class Metrics:
     """This process's job metrics, fed by engine events, in a registry of their own (two
     dashboards in one process do not share series)."""
 
-    def __init__(self) -> None:
+    def __init__(self, running: Callable[[], Mapping[str, int]] | None = None) -> None:
+        """``running``: attempts running in this process per queue, read at scrape (the
+        engine's producers know it; counting starts would cost every job an event)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._jobs = _JobSeries()
         self.registry.register(self._jobs)
-        self.running: dict[str, float] = {}
+        self._running = running or dict
         self._scrape = _ScrapeGauges(self._running_gauge)
         self.registry.register(self._scrape)
         ProcessCollector(registry=self.registry)
@@ -162,19 +166,16 @@ class Metrics:
             GCCollector(registry=self.registry)
 
     def attach(self, events: Events) -> Callable[[], None]:
-        """Subscribe to ``events``; returns the function that unsubscribes."""
-        return events.subscribe(self.observe)
+        """Subscribe to ``events`` (finished attempts only); returns the function that unsubscribes."""
+        return events.subscribe(self._jobs.observe, names=("job.stop",))
 
     def observe(self, event: JobEvent) -> None:
-        if event.name == "job.start":
-            self.running[event.queue] = self.running.get(event.queue, 0) + 1
-        elif event.name == "job.stop":
-            self.running[event.queue] = max(0, self.running.get(event.queue, 0) - 1)
+        """Count ``event`` as an attached subscriber would (finished attempts; others are ignored)."""
         self._jobs.observe(event)
 
     def _running_gauge(self) -> Gauge:
         return Gauge("jobengine_jobs_running", "Attempts running in this process now.",
-                     {(("queue", queue),): count for queue, count in self.running.items()})
+                     {(("queue", queue),): count for queue, count in self._running().items()})
 
     def render(self, gauges: Sequence[Gauge] = ()) -> str:
         """The exposition in the Prometheus text format (version 0.0.4)."""

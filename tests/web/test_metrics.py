@@ -26,8 +26,9 @@ def _sample(text: str, name: str, **labels: str) -> float | None:
 def test_exposition_format_escapes_labels_and_accumulates_buckets() -> None:
     metrics = Metrics()
     for duration in (0.003, 0.2, 7.0):
-        metrics.observe(JobEvent("job.start", 1, 'we"ird\nkind', "q", 1, queue_time=0.5))
-        metrics.observe(JobEvent("job.stop", 1, 'we"ird\nkind', "q", 1, state="completed", duration=duration))
+        metrics.observe(JobEvent("job.start", 1, 'we"ird\nkind', "q", 1, queue_time=0.5))  # counts nothing
+        metrics.observe(JobEvent("job.stop", 1, 'we"ird\nkind', "q", 1, state="completed", duration=duration,
+                                 queue_time=0.5))
     metrics.observe(JobEvent("job.stop", 2, "k", "q", 1, state="retryable", duration=0.01))
     text = metrics.render([Gauge("jobengine_nodes", "Nodes.", {(): 2})])
     assert 'kind="we\\"ird\\nkind"' in text
@@ -84,3 +85,32 @@ async def test_metrics_carry_the_process_metrics_and_follow_the_scrapers_accept_
     async with http.get(dashboard.url + "/metrics", headers=openmetrics) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
         assert (await response.text()).endswith("# EOF\n")
+
+
+async def test_metrics_show_attempts_running_now_and_the_queue_latency_of_finished_ones(
+        dashboard: Dashboard, http) -> None:
+    engine = dashboard.engine
+
+    async def scrape() -> str:
+        async with http.get(dashboard.url + "/metrics", headers=dashboard.auth) as response:
+            assert response.status == 200
+            return await response.text()
+
+    held = await engine.enqueue("gated", {"gate": "metrics-running"})
+
+    async def holding() -> str | None:
+        text = await scrape()
+        return text if _sample(text, "jobengine_jobs_running", queue="default") == 1 else None
+
+    text = await wait_until(holding, what="jobengine_jobs_running{queue=default} 1 while the gated job runs")
+    assert _sample(text, "jobengine_jobs_running", queue="mail") == 0
+    dashboard.controls.gate("metrics-running").set()
+
+    async def released() -> str | None:
+        text = await scrape()
+        done = _sample(text, "jobengine_job_executions_total", kind="gated", queue="default", state="completed")
+        return text if done == 1 and _sample(text, "jobengine_jobs_running", queue="default") == 0 else None
+
+    text = await wait_until(released, what=f"job {held.id} completed and no longer counted as running")
+    assert _sample(text, "jobengine_job_queue_latency_seconds_count", queue="default") == 1
+    assert (_sample(text, "jobengine_job_queue_latency_seconds_sum", queue="default") or -1) >= 0
