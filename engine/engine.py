@@ -138,7 +138,8 @@ class Engine:
                 self.supervisor = NodeSupervisor(self.config, self.store, self.executor, self.cron, node=self.node)
                 await self.supervisor.start()
         except BaseException:
-            await self._close()
+            with anyio.CancelScope(shield=True):  # a start cancelled by a signal still closes what it opened
+                await self._close()
             self._started = False
             raise
 

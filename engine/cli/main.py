@@ -152,12 +152,15 @@ async def run_start(config: Config, args: argparse.Namespace) -> int:
     engine = Engine(config=config)
     if not engine.processing:
         log.warning("no [queues] configured: this engine only inserts; add [queues.default] to run jobs")
-    await engine.start()
     dashboard = AsyncExitStack()  # the web server stays up while the engine drains
-    try:
-        if config.dashboard.enabled:
-            await dashboard.enter_async_context(serve_unless_busy(engine))
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # The signals are ours before the engine claims its first job: under the default handler
+    # a SIGTERM while the dashboard came up killed the process with jobs in hand.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        try:
+            if not await _start_unless_signalled(engine, signals):
+                return 0
+            if config.dashboard.enabled:
+                await dashboard.enter_async_context(serve_unless_busy(engine))
             async for received in signals:
                 log.info("signal received; draining", signal=signal.Signals(received).name,
                          grace=config.shutdown_grace)
@@ -166,10 +169,30 @@ async def run_start(config: Config, args: argparse.Namespace) -> int:
                 group.start_soon(_hurry_on_second_signal, signals, engine)
                 await engine.stop()
                 group.cancel_scope.cancel()
-    finally:
-        await dashboard.aclose()
-        await engine.stop()
+        finally:
+            await dashboard.aclose()
+            await engine.stop()
     return 1 if engine.hurried else 0
+
+
+async def _start_unless_signalled(engine: Engine, signals: Any) -> bool:
+    """Start the engine; a signal meanwhile (a worker waits for its database for as long as
+    it takes) cancels the start instead. False when a signal stopped it."""
+    signalled = False
+    async with anyio.create_task_group() as group:
+
+        async def stop_starting() -> None:
+            nonlocal signalled
+            async for received in signals:
+                log.info("signal received while starting; stopping", signal=signal.Signals(received).name)
+                signalled = True
+                group.cancel_scope.cancel()
+                return
+
+        group.start_soon(stop_starting)
+        await engine.start()
+        group.cancel_scope.cancel()
+    return not signalled
 
 
 # After a second signal, how long returning the running jobs may take before the process exits anyway.

@@ -108,5 +108,6 @@ def configure_logging(config: LoggingConfig) -> None:
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # a library's warning is a log line too, not loose text on stderr
     # Libraries' chatter below WARNING is noise next to jobengine's own events.
     root.setLevel(max(level, logging.WARNING))

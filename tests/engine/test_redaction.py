@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ import pytest
 import structlog
 
 from engine.core.config import LoggingConfig
-from engine.core.logs import configure_logging
+from engine.core.logs import LOG_REDACTION, configure_logging
 from engine.core.secrets import Secrets
 from handlers.args import InvalidArgsError, validate_rendered
 from handlers.ssh import SshArgs
@@ -58,6 +59,7 @@ def json_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureF
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     yield capsys
+    logging.captureWarnings(False)
     structlog.reset_defaults()
     root.handlers[:], root.level = saved[0], saved[1]
 
@@ -86,3 +88,19 @@ async def test_every_log_line_is_redacted(start_engine, json_logging, monkeypatc
     for value in (SECRET, smtp_password, dashboard_token, SECRET.lower(), json.dumps(SECRET)[1:-1]):
         assert value not in err
     assert err.count("***") >= 7
+
+
+def test_a_library_warning_is_a_redacted_json_log_line(json_logging) -> None:
+    """A warning printed as Python prints it (two lines of loose text) broke the container's
+    JSON log: after configure_logging it is one JSON object, redacted like every other line."""
+    secrets = Secrets({"API_TOKEN": SECRET})
+    LOG_REDACTION.add(secrets)
+    configure_logging(LoggingConfig(format="json", level="info"))
+    warnings.warn(f"a library complains about {SECRET}", UserWarning, stacklevel=1)
+    err = json_logging.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") for line in lines), err
+    (warning,) = [json.loads(line) for line in lines]
+    assert warning["logger"] == "py.warnings" and warning["level"] == "warning"
+    assert "UserWarning: a library complains about ***" in warning["event"]
+    assert SECRET not in err

@@ -4,6 +4,7 @@ a second signal returns the unfinished jobs at once."""
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
@@ -69,3 +70,19 @@ async def test_second_signal_returns_unfinished_jobs_at_once(spawn_engine, clien
     assert_back_unspent(rows, long + short)  # cancelled mid-run: back, the attempt not spent
     assert_back_unspent(rows, waiting)
     assert not [row for row in rows.values() if row["state"] == "executing"]
+
+
+async def test_sigterm_while_waiting_for_the_database_stops_the_start_cleanly(spawn_engine, schema) -> None:
+    """A worker waits for its database as long as it takes; a signal meanwhile ends the wait
+    with exit 0 and says so, rather than the process dying of the signal (-15)."""
+    with socket.socket() as closed:  # bound and never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://postgres@127.0.0.1:{closed.getsockname()[1]}/postgres"
+        engine = await spawn_engine(url, schema, wait=False)
+        await engine.wait_logged("database not available; retrying", timeout=30)
+        engine.send(signal.SIGTERM)
+        code = await engine.wait_exit(5)
+    assert code == 0, engine.log_path.read_text()[-2000:]
+    assert engine.logged("signal received while starting; stopping")
+    assert not engine.logged("engine started")
+    assert all(line.startswith("{") for line in engine.log_path.read_text().splitlines() if line.strip())
